@@ -1,0 +1,69 @@
+"""Thin wrappers over the Linux system calls that Python's os module lacks (mount, umount2...).
+
+One seam for them, so the rest of the code reads as plain Python and errors carry the call and the path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from functools import lru_cache
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MNT_DETACH = 0x2
+
+
+@lru_cache(maxsize=None)
+def libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    _check(
+        libc().mount(
+            source.encode(), target.encode(), fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {fstype or ''} {source} on {target}" + (f" ({data})" if data else ""),
+    )
+
+
+def umount(target: str, flags: int = 0) -> None:
+    _check(libc().umount2(target.encode(), flags), f"umount {target}")
+
+
+def umount_if_mounted(target: str) -> bool:
+    """Detach a mount; return False when nothing was mounted there."""
+    try:
+        umount(target, MNT_DETACH)
+        return True
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.ENOENT):
+            return False
+        raise
+
+
+def is_mountpoint(path: str) -> bool:
+    try:
+        return os.path.ismount(path)
+    except OSError:
+        return False

@@ -1,0 +1,113 @@
+"""The metadata database (SQLite): images, tags, snapshots and leases.
+
+SQLite in WAL mode lets any number of dockyard processes share one root: readers never block, writers take
+`BEGIN IMMEDIATE` and wait (busy timeout) for each other. Schema changes are versioned with `user_version`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+# Each entry upgrades the schema by one version; append, never edit a released one.
+MIGRATIONS: list[str] = ["""
+CREATE TABLE images (
+    id              TEXT PRIMARY KEY,      -- config digest: the image id
+    manifest_digest TEXT NOT NULL,         -- the manifest used to save, push and run it
+    chain_id        TEXT,                  -- chain id of its top layer, NULL for an image without layers
+    size            INTEGER NOT NULL,      -- uncompressed size of all its layers
+    created         TEXT,                  -- from the config
+    parent          TEXT,                  -- the local image it was built on, if any
+    added           REAL NOT NULL,         -- when it was stored here
+    last_tag_time   TEXT
+);
+CREATE TABLE tags (
+    name     TEXT PRIMARY KEY,             -- full reference: docker.io/library/busybox:latest
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE INDEX tags_image ON tags(image_id);
+CREATE TABLE repo_digests (
+    name     TEXT PRIMARY KEY,             -- docker.io/library/busybox@sha256:...
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE INDEX repo_digests_image ON repo_digests(image_id);
+CREATE TABLE image_blobs (                 -- every blob an image needs: manifests, config, layers
+    image_id TEXT NOT NULL REFERENCES images(id),
+    digest   TEXT NOT NULL,
+    PRIMARY KEY (image_id, digest)
+);
+CREATE INDEX image_blobs_digest ON image_blobs(digest);
+CREATE TABLE snapshots (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT, -- names its directory: snapshots/<id>
+    key     TEXT NOT NULL UNIQUE,          -- chain id for a committed layer; a free name for an active one
+    parent  TEXT,                          -- key of the parent snapshot
+    kind    TEXT NOT NULL,                 -- 'committed' or 'active'
+    size    INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE INDEX snapshots_parent ON snapshots(parent);
+CREATE TABLE leases (                      -- work in progress: protects what it made from garbage collection
+    id         TEXT PRIMARY KEY,
+    pid        INTEGER NOT NULL,
+    start_time INTEGER NOT NULL,           -- of that pid, so a reused pid is not taken for the owner
+    created    REAL NOT NULL
+);
+CREATE TABLE lease_items (
+    lease TEXT NOT NULL REFERENCES leases(id) ON DELETE CASCADE,
+    kind  TEXT NOT NULL,                   -- 'blob' or 'snapshot'
+    key   TEXT NOT NULL,
+    PRIMARY KEY (lease, kind, key)
+);
+CREATE INDEX lease_items_key ON lease_items(kind, key);
+"""]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        with self.write():
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; waits for other writers, commits on success, rolls back on error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read snapshot across several queries."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
