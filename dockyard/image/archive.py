@@ -89,8 +89,9 @@ class ArchiveReader:
         if digest is not None:
             self.claim(digest)  # claim first: a concurrent sweep must not remove a copy we are about to reuse
             if self.blobs.exists(digest):
-                with self.blobs.open(digest) as f:
-                    self.stored[path] = (digest, size, f.read(4))
+                # Already stored: still check the archive's copy, so a corrupt archive never loads silently.
+                head = _verify_stream(data, size, digest)
+                self.stored[path] = (digest, size, head)
                 return
         with self.blobs.writer(digest, size, on_verified=self.claim) as writer:
             head = data.read(min(4, size))
@@ -222,6 +223,24 @@ def _pick_platform(entries: list[Descriptor]) -> Descriptor | None:
                 return entry
             best = best or entry
     return best
+
+
+def _verify_stream(data: BinaryIO, size: int, digest: str) -> bytes:
+    """Read `size` bytes and check them against `digest`; return the first four."""
+    import hashlib
+
+    h = hashlib.sha256()
+    head, remaining = b"", size
+    while remaining:
+        chunk = data.read(min(COPY_CHUNK, remaining))
+        if not chunk:
+            raise CorruptContent("archive ends in the middle of a file")
+        head = head or chunk[:4]
+        h.update(chunk)
+        remaining -= len(chunk)
+    if "sha256:" + h.hexdigest() != digest:
+        raise CorruptContent(f"digest mismatch: archive's blob {digest} has content sha256:{h.hexdigest()}")
+    return head
 
 
 def _read_exact(data: BinaryIO, size: int) -> bytes:
