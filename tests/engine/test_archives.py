@@ -155,11 +155,16 @@ def broken_archives(good: bytes) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", ["truncated", "garbage", "empty", "digest-mismatch", "escaping-layer",
                                   "unknown-media-type"])
-def test_broken_archives_leave_the_store_as_it_was(dy, busybox, busybox_archive, tmp_path, case):
+@pytest.mark.parametrize("via", ["stdin", "file"])
+def test_broken_archives_leave_the_store_as_it_was(dy, busybox, busybox_archive, tmp_path, case, via):
     data = broken_archives(busybox_archive.read_bytes())[case]
     dy("tag", "busybox", "keep:me")
     before = store_listing(dy.root)
-    result = dy("load", input=data, check=False)
+    if via == "stdin":
+        result = dy("load", input=data, check=False)
+    else:
+        (tmp_path / "broken.tar").write_bytes(data)
+        result = dy("load", "-i", str(tmp_path / "broken.tar"), check=False)
     assert result.returncode != 0
     assert result.stderr.strip(), "a clear error is printed"
     assert b"Traceback" not in result.stderr
