@@ -6,7 +6,6 @@ One seam for them, so the rest of the code reads as plain Python and errors carr
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from functools import lru_cache
@@ -27,7 +26,13 @@ MNT_DETACH = 0x2
 
 @lru_cache(maxsize=None)
 def libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    # Try the glibc soname first: ctypes.util.find_library runs `ldconfig -p` in a subprocess (milliseconds).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
 
 
 def _check(result: int, what: str) -> int:
