@@ -107,7 +107,8 @@ def _create(ctx: Context, a: Args, cid: str) -> int:
     from dockyard.runtime import container
 
     return container.create(cid, a.get("bundle") or os.getcwd(), ctx.root, console_socket=a.get("console"),
-                            pid_file=a.get("pid_file"), preserve_fds=int(a.get("preserve_fds") or 0))
+                            pid_file=a.get("pid_file"), preserve_fds=int(a.get("preserve_fds") or 0),
+                            no_new_keyring=bool(a.get("no_new_keyring")))
 
 
 def cmd_run(ctx: Context, argv: list[str]) -> int:

@@ -47,12 +47,14 @@ def create(
     preserve_fds: int = 0,
     config: dict[str, Any] | None = None,
     seccomp_cache: str | None = None,
+    no_new_keyring: bool = False,
 ) -> int:
     """Set up the container and leave its init blocked until `start`; returns the init's pid (our child).
 
     stdio: fds to give the init as 0, 1, 2 (default: the caller's own). console_socket: a unix socket that
     receives the pty master (SCM_RIGHTS) when process.terminal is true. config: the parsed config.json, if
     the caller already has it. seccomp_cache: directory caching compiled filters (default: <state_root>/.seccomp).
+    no_new_keyring: keep the caller's session keyring instead of a fresh one named after the container.
     """
     state.validate_id(container_id)
     bundle = os.path.abspath(bundle)
@@ -71,7 +73,8 @@ def create(
         console = _connect_console(console_socket) if (config["process"].get("terminal")) else None
         args = init.InitArgs(config=config, rootfs=rootfs, bundle=bundle, fifo=fifo, report_fd=-1,
                              cgroup_dirs=dirs, ns=ns, stdio=stdio, console_fd=console,
-                             preserve_fds=preserve_fds, seccomp_program=program)
+                             preserve_fds=preserve_fds, seccomp_program=program, container_id=container_id,
+                             no_new_keyring=no_new_keyring)
         try:
             pid = _spawn(lambda: init.run_init(args), args, ns.has("pid") and "pid" not in ns.join,
                          ns.join.get("pid"))

@@ -33,6 +33,8 @@ class InitArgs:
     console_fd: int | None = None  # connected console socket, when process.terminal
     preserve_fds: int = 0
     seccomp_program: bytes | None = None
+    container_id: str = ""
+    no_new_keyring: bool = False
     fifo_fd: int = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
     dev_readonly: bool = False
 
@@ -101,6 +103,8 @@ def _setup_init(a: InitArgs) -> tuple[str, list[str], list[str], bool]:
         raise InvalidArgument("a mount namespace is required")
     # O_RDWR: opening never blocks, and reading blocks until `start` writes.
     a.fifo_fd = os.open(a.fifo, os.O_RDWR | os.O_CLOEXEC)
+    if not a.no_new_keyring:
+        sc.join_session_keyring("_ses." + a.container_id)
     _build_rootfs(a, linux)
     if proc.get("terminal"):
         _setup_console(a)

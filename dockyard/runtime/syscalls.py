@@ -56,9 +56,9 @@ RESOLVE_IN_ROOT = 0x10
 # x86_64 and aarch64 numbers; the runtime targets Linux on these two.
 _NR = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capset": 126, "capget": 125,
-               "close_range": 436, "openat2": 437, "seccomp": 317},
+               "close_range": 436, "openat2": 437, "seccomp": 317, "keyctl": 250},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capset": 91, "capget": 90,
-                "close_range": 436, "openat2": 437, "seccomp": 277},
+                "close_range": 436, "openat2": 437, "seccomp": 277, "keyctl": 219},
 }[os.uname().machine]
 
 
@@ -163,3 +163,19 @@ def execve(path: str, args: list[str], env: list[str]) -> None:
     libc().execve(path.encode(), argv, envp)
     err = ctypes.get_errno()
     raise OSError(err, os.strerror(err), path)
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_SETPERM = 5
+KEYCTL_DESCRIBE = 6
+KEY_USR_SEARCH = 0x00080000
+
+
+def join_session_keyring(name: str) -> None:
+    """A fresh session keyring for the container, searchable by its user (what runc does), so containers
+    never share the keys of the session that started them."""
+    ring = _syscall("keyctl", ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), name.encode())
+    buf = ctypes.create_string_buffer(512)
+    n = _syscall("keyctl", ctypes.c_int(KEYCTL_DESCRIBE), ctypes.c_int(ring), buf, ctypes.c_size_t(len(buf)))
+    perm = int(buf.raw[: max(n - 1, 0)].split(b";")[3], 16)
+    _syscall("keyctl", ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(ring), ctypes.c_uint(perm | KEY_USR_SEARCH))
