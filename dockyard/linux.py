@@ -31,7 +31,13 @@ MNT_DETACH = 0x2
 def libc() -> ctypes.CDLL:
     import ctypes  # here, not at the top: ctypes costs start-up time that most commands don't need
 
-    return ctypes.CDLL("libc.so.6", use_errno=True)
+    # Try the glibc soname first: ctypes.util.find_library runs `ldconfig -p` in a subprocess (milliseconds).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
 
 
 def _check(result: int, what: str) -> int:
