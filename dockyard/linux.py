@@ -76,6 +76,14 @@ def umount_if_mounted(target: str) -> bool:
         raise
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants get re-parented to this process instead of init (so it can reap them)."""
+    _check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 def is_mountpoint(path: str) -> bool:
     try:
         return os.path.ismount(path)
