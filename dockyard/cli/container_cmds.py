@@ -43,10 +43,7 @@ def create_parser(p: argparse.ArgumentParser) -> None:
     add_run_flags(p)
 
 
-def _create(args, ctx):
-    from dockyard.cli.run_flags import create_body
-
-    body = create_body(args)
+def _create(args, ctx, body: dict):
     if args.pull == "always":
         raise InvalidArgument("--pull=always needs a registry; pull the image first, then run with --pull=missing")
     record = ctx.engine.containers.create(body, name=args.name)
@@ -59,9 +56,23 @@ def _create(args, ctx):
     return record
 
 
-def create(args, ctx) -> int:
+def _body(args, command: str) -> dict | None:
+    """The create body, or None after printing why the flags are wrong (docker's usage error)."""
+    from dockyard.cli.run_flags import create_body
+
     try:
-        record = _create(args, ctx)
+        return create_body(args)
+    except InvalidArgument as e:
+        _err(f"dockyard: {e}\nSee 'dockyard {command} --help'.")
+        return None
+
+
+def create(args, ctx) -> int:
+    body = _body(args, "create")
+    if body is None:
+        return RUN_ERROR_EXIT
+    try:
+        record = _create(args, ctx, body)
     except DockyardError as e:
         _err(f"Error response from daemon: {e}")
         return RUN_ERROR_EXIT
@@ -77,12 +88,15 @@ def run(args, ctx) -> int:
     """Docker's choreography: create, attach, start, wait; exit with the container's code."""
     from dockyard.cli.attach import parse_detach_keys, pump, terminal_size
 
+    body = _body(args, "run")
+    if body is None:
+        return RUN_ERROR_EXIT
     try:
-        record = _create(args, ctx)
+        record = _create(args, ctx, body)
     except DockyardError as e:
-        _err(f"docker: Error response from daemon: {e}.\nSee 'dockyard run --help'." if not isinstance(
-            e, NotFound) else f"Unable to find image '{args.image}' locally\n"
-                              f"docker: Error response from daemon: {e}.\nSee 'dockyard run --help'.")
+        if isinstance(e, NotFound) and "image" in str(e):
+            _err(f"Unable to find image '{args.image}' locally")
+        _err(f"dockyard: Error response from daemon: {e}.\nSee 'dockyard run --help'.")
         return RUN_ERROR_EXIT
     monitor = ctx.engine.monitor()
     if args.detach:
@@ -111,7 +125,7 @@ def run(args, ctx) -> int:
 def _start_failed(ctx, record, args, error: DockyardError) -> int:
     code = getattr(error, "exit_code", 1)
     code = code if code in (126, 127) else RUN_ERROR_EXIT
-    _err(f"docker: Error response from daemon: failed to create task for container: {error}.")
+    _err(f"dockyard: Error response from daemon: failed to create task for container: {error}.")
     if args.rm:
         try:
             ctx.engine.containers.remove(record.id, force=True, volumes=True)
