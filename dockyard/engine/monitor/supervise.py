@@ -48,7 +48,8 @@ def _populate_volumes(engine, record: ContainerRecord, rootfs: str) -> None:
             except OSError:
                 continue  # nothing in the image there
             try:
-                engine.volumes.populate(mount["Name"], f"/proc/self/fd/{fd}")
+                # Through our own fd (cp is another process: /proc/<our pid>, not /proc/self).
+                engine.volumes.populate(mount["Name"], f"/proc/{os.getpid()}/fd/{fd}")
             finally:
                 os.close(fd)
     finally:
@@ -98,7 +99,7 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
             parent_ends += [fd for fd in (stdin, stdout, stderr) if fd is not None]
             child_ends += [stdin_r, stdout_w, stderr_w]
             pid = runtime.create(record.id, bundle, state_root, stdio=(stdin_r, stdout_w, stderr_w), config=spec,
-                                 seccomp_cache=os.path.join(state_root, ".seccomp"))
+                                 seccomp_cache=os.path.join(state_root, ".seccomp"), die_with_parent=True)
         runtime.start(record.id, state_root)
     except BaseException:
         log.close()
@@ -128,7 +129,7 @@ def _create_with_console(container_id: str, bundle: str, state_root: str, spec: 
         listener.bind(path)
         listener.listen(1)
         pid = runtime.create(container_id, bundle, state_root, console_socket=path, config=spec,
-                             seccomp_cache=os.path.join(state_root, ".seccomp"))
+                             seccomp_cache=os.path.join(state_root, ".seccomp"), die_with_parent=True)
         listener.settimeout(10)
         conn, _ = listener.accept()
         with conn:
