@@ -6,7 +6,6 @@ import fcntl
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 
@@ -37,6 +36,7 @@ def raise_for(reply: dict) -> dict:
     if "error" in reply:
         error = ERRORS.get(reply.get("status", 500), DockyardError)(reply["error"])
         error.exit_code = reply.get("code", 1)  # type: ignore[attr-defined]
+        error.phase = reply.get("phase", "")  # type: ignore[attr-defined]
         raise error
     return reply
 
@@ -99,6 +99,8 @@ class MonitorClient:
             time.sleep(0.005)
 
     def _spawn(self) -> None:
+        import subprocess
+
         os.makedirs(self.run_root, exist_ok=True)
         if monitor_alive(self.run_root):
             return  # starting up, or about to exit: the connect loop retries

@@ -298,7 +298,8 @@ class Monitor:
                 request = json.loads(line)
                 self._dispatch(client, request)
             except DockyardError as e:
-                client.reply({"error": e.message, "status": e.http_status, "code": getattr(e, "exit_code", 1)})
+                client.reply({"error": e.message, "status": e.http_status, "code": getattr(e, "exit_code", 1),
+                              "phase": getattr(e, "phase", "")})
             except Exception as e:  # noqa: BLE001 - answer rather than leave the command hanging
                 _log(f"request failed: {e!r}")
                 client.reply({"error": f"{type(e).__name__}: {e}", "status": 500, "code": 125})
@@ -321,6 +322,26 @@ class Monitor:
     def _op_shutdown(self, client: Client, request: dict) -> None:
         client.reply({"ok": True})
         self.stop_requested = True
+
+    def _op_create(self, client: Client, request: dict) -> None:
+        record = self.engine.containers.create(request["body"], name=request.get("name"))
+        client.reply({"ok": True, "id": record.id})
+
+    def _op_run(self, client: Client, request: dict) -> None:
+        """create + start (+ attach) in one round trip: what `run` needs, without a store in the command."""
+        record = self.engine.containers.create(request["body"], name=request.get("name"))
+        try:
+            running = self._start(record, request.get("console"), client if request.get("attach") else None,
+                                  bool(request.get("stdin")))
+        except DockyardError as e:
+            if record.data["HostConfig"].get("AutoRemove"):
+                self.engine.containers.destroy(self.engine.containers.records.get(record.id), volumes=True)
+            e.phase = "start"  # type: ignore[attr-defined]  # the command words start failures differently
+            raise
+        reply = json.dumps({"ok": True, "id": record.id, "pid": running.pid if running else 0}).encode() + b"\n"
+        client.send(reply)
+        if not request.get("attach"):
+            client.finish()
 
     def _op_start(self, client: Client, request: dict) -> None:
         record = self.engine.containers.get(request["id"])
@@ -503,6 +524,8 @@ class Monitor:
         record = self.engine.containers.get(request["id"])
         if record.id not in self.running:
             raise Conflict(f"Container {record.id} is not running")
+        if record.state.get("Paused"):
+            raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
         state_root = runtime_root(self.engine)
         process = runtime.exec_defaults(record.id, state_root, request["args"])
         if request.get("env"):
