@@ -42,7 +42,7 @@ class ContainerService:
         self.engine = engine
         self.store = engine.store
         self.records = ContainerStore(engine.store.db)
-        self.dir = os.path.join(str(engine.root), "containers")
+        self.dir = os.path.join(engine.root_dir, "containers")
 
     # --- paths ------------------------------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ class ContainerService:
         return os.path.join(self.dir, container_id)
 
     def bundle_dir(self, container_id: str) -> str:
-        return os.path.join(str(self.engine.run_root), "containers", container_id)
+        return os.path.join(self.engine.run_root, "containers", container_id)
 
     # --- reading ----------------------------------------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 
 from dockyard.config import run_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.monitor.client import MonitorClient
@@ -19,9 +20,15 @@ if TYPE_CHECKING:
 class Engine:
     """Services are built on first use, so a command pays only for what it touches."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.run_root = run_root(root)
+    def __init__(self, root: str | Path) -> None:
+        self.root_dir = str(root)
+        self.run_root = run_root(self.root_dir)
+
+    @cached_property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_dir)
 
     @cached_property
     def store(self) -> Store:
@@ -54,12 +61,12 @@ class Engine:
     def monitor(self) -> MonitorClient:
         from dockyard.engine.monitor.client import MonitorClient
 
-        return MonitorClient(str(self.root), str(self.run_root))
+        return MonitorClient(self.root_dir, self.run_root)
 
     def monitor_alive(self) -> bool:
         from dockyard.engine.monitor.client import monitor_alive
 
-        return monitor_alive(str(self.run_root))
+        return monitor_alive(self.run_root)
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -31,6 +31,7 @@ READ_SIZE = 65536
 MAX_CLIENT_BUFFER = 16 << 20
 OUTPUT_GRACE = 2.0  # seconds to collect output left in pipes after PID 1 exits
 RESTART_DELAY_MIN, RESTART_DELAY_MAX, RESTART_RESET_AFTER = 0.1, 60.0, 10.0
+TRACE = bool(os.environ.get("DOCKYARD_MONITOR_TRACE"))  # log how long each request takes
 
 
 def exit_code(status: int) -> int:
@@ -314,7 +315,12 @@ class Monitor:
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise DockyardError(f"unknown monitor request {op!r}")
-        handler(client, request)
+        if TRACE:
+            started = time.perf_counter()
+            handler(client, request)
+            _log(f"{op} handled in {1000 * (time.perf_counter() - started):.1f} ms")
+        else:
+            handler(client, request)
 
     def _op_ping(self, client: Client, request: dict) -> None:
         client.reply({"ok": True, "pid": os.getpid()})
