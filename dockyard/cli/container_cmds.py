@@ -312,7 +312,10 @@ def exec_(args, ctx) -> int:
     except DockyardError as e:
         code = getattr(e, "exit_code", 1)
         if code in (126, 127):
-            _err(f"OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown")
+            text = str(e)
+            if "unable to start container process" not in text:
+                text = f"exec failed: unable to start container process: {text}"
+            _err(f"OCI runtime exec failed: {text}: unknown")
             return 126
         raise
 

@@ -292,6 +292,8 @@ def _validate_host_config(host: dict[str, Any]) -> None:
     if host.get("NanoCpus") and host["NanoCpus"] > (os.cpu_count() or 1) * 10**9:
         raise InvalidArgument(f"Range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only "
                               f"{os.cpu_count()} CPUs available")
+    if host.get("Runtime") not in (None, "", "dockyard", "runc"):
+        raise InvalidArgument(f"unknown or invalid runtime name: {host['Runtime']}")
     mode = host.get("NetworkMode") or "default"
     if not (mode in ("default", "bridge", "none", "host") or mode.startswith("container:")):
         raise NotFound(f"network {mode} not found")

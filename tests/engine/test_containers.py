@@ -355,3 +355,30 @@ def test_named_volume_is_filled_from_the_image(dy, busybox):
     out = dy.out("run", "--rm", "-v", "etcvol:/etc", "busybox", "cat", "/etc/group")
     assert out.startswith("root:x:0:")
     assert (dy.root / "volumes" / "etcvol" / "_data" / "passwd").exists()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("runc"), reason="runc not installed (apt-get install runc)")
+def test_runc_runtime(dy, busybox):
+    """The same container under the system's runc: run, exec, pause, stop, exit codes, cleanup."""
+    result = dy("run", "--rm", "--runtime", "runc", "busybox", "sh", "-c", "echo hi; exit 3", check=False)
+    assert result.returncode == 3 and result.stdout == b"hi\n"
+    assert dy("run", "--rm", "--runtime", "runc", "busybox", "nope", check=False).returncode == 127
+    marker = unique_sleep()
+    cid = dy.out("run", "-d", "--name", "viarunc", "--runtime", "runc", "--memory", "16m", "busybox",
+                 "sleep", marker).strip()
+    assert dy.out("exec", "viarunc", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes") == f"{16 << 20}\n"
+    assert dy("exec", "viarunc", "sh", "-c", "exit 5", check=False).returncode == 5
+    dy("pause", "viarunc")
+    assert state(dy, "viarunc")["Paused"]
+    dy("unpause", "viarunc")
+    dy("stop", "-t", "1", "viarunc")
+    assert state(dy, "viarunc")["ExitCode"] == 137 and not running_sleep(marker)
+    dy("rm", "viarunc")
+    assert cgroups(cid) == []
+    bogus = dy("run", "--runtime", "bogus", "busybox", "true", check=False)
+    assert bogus.returncode == 125 and b"unknown or invalid runtime name: bogus" in bogus.stderr
+
+
+def test_init_reaps_and_forwards(dy, busybox):
+    out = dy.out("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
+    assert out.startswith("/sbin/docker-init -- sh")

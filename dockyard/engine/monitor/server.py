@@ -116,8 +116,9 @@ class Client:
 class Running:
     """A container whose init is our child."""
 
-    def __init__(self, container_id: str, launched, auto_remove: bool) -> None:
-        self.id = container_id
+    def __init__(self, record, launched, runtime) -> None:
+        self.id = record.id
+        self.runtime = runtime
         self.launched = launched
         self.pid = launched.pid
         self.pidfd = os.pidfd_open(self.pid)
@@ -126,7 +127,7 @@ class Running:
         self.status: int | None = None
         self.finalized = False
         self.manual_stop = False
-        self.auto_remove = auto_remove
+        self.auto_remove = bool(record.data["HostConfig"].get("AutoRemove"))
         self.started = time.monotonic()
         self.kill_timer: list | None = None
         self.stdin_owner: Client | None = None
@@ -225,7 +226,7 @@ class Monitor:
         for record in self.engine.containers.records.all():
             if not record.state.get("Running") and not record.state.get("Restarting"):
                 continue
-            cleanup(self.engine, record.id)
+            cleanup(self.engine, record)
 
             def killed(data: dict) -> None:
                 data["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
@@ -381,7 +382,7 @@ class Monitor:
             code = getattr(e, "exit_code", 1)
             self._record_failure(record.id, e.message, code if code in (126, 127) else 128)
             raise
-        running = Running(record.id, launched, bool(record.data["HostConfig"].get("AutoRemove")))
+        running = Running(record, launched, self._runtime(record))
         self.running[record.id] = running
         self.sel.register(running.pidfd, selectors.EVENT_READ, lambda fd, mask: self._exited(running))
         for fd, stream in ((launched.stdout, "stdout"), (launched.stderr, "stderr"), (launched.pty, "stdout")):
@@ -437,6 +438,11 @@ class Monitor:
                 os.close(launched.stdin)
                 launched.stdin = None
         client.on_close = on_close
+
+    def _runtime(self, record):
+        from dockyard.engine.monitor.supervise import runtime_of
+
+        return runtime_of(self.engine, record)
 
     def _config(self, container_id: str) -> dict:
         try:
@@ -510,13 +516,10 @@ class Monitor:
             self._signal(running, stop_signal)
 
     def _signal(self, running: Running, sig: int) -> None:
-        from dockyard import runtime
-        from dockyard.engine.monitor.supervise import runtime_root
-
         if running.status is not None:
             return
         try:
-            runtime.kill(running.id, runtime_root(self.engine), sig, all=sig == signal.SIGKILL)
+            running.runtime.kill(running.id, sig, sig == signal.SIGKILL)
         except DockyardError:
             try:
                 os.kill(running.pid, sig)
@@ -524,16 +527,14 @@ class Monitor:
                 pass
 
     def _op_exec(self, client: Client, request: dict) -> None:
-        from dockyard import runtime
-        from dockyard.engine.monitor.supervise import runtime_root
-
         record = self.engine.containers.get(request["id"])
-        if record.id not in self.running:
+        running = self.running.get(record.id)
+        if running is None:
             raise Conflict(f"Container {record.id} is not running")
         if record.state.get("Paused"):
             raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
-        state_root = runtime_root(self.engine)
-        process = runtime.exec_defaults(record.id, state_root, request["args"])
+        bundle = self.engine.containers.bundle_dir(record.id)
+        process = _exec_process(bundle, request["args"])
         if request.get("env"):
             from dockyard.engine.containers import merge_env
 
@@ -558,12 +559,12 @@ class Monitor:
                 process["terminal"] = True
                 if request.get("console"):
                     process["consoleSize"] = {"height": request["console"][0], "width": request["console"][1]}
-                pid, master = self._exec_with_console(record.id, state_root, process)
+                pid, master = self._exec_with_console(running, bundle, process)
             else:
                 if len(fds) != 3:
                     null = os.open(os.devnull, os.O_RDWR)
                     fds = [null, null, null]
-                pid = runtime.exec_process(record.id, state_root, process, stdio=(fds[0], fds[1], fds[2]))
+                pid = running.runtime.exec(record.id, bundle, process, stdio=(fds[0], fds[1], fds[2]))
         finally:
             for fd in set(fds):
                 os.close(fd)
@@ -579,16 +580,15 @@ class Monitor:
             if waiter is None:
                 client.finish()
 
-    def _exec_with_console(self, container_id: str, state_root: str, process: dict) -> tuple[int, int]:
-        from dockyard import runtime
+    def _exec_with_console(self, running: Running, bundle: str, process: dict) -> tuple[int, int]:
         from dockyard.engine.monitor.protocol import MAX_FDS
 
-        path = os.path.join(self.engine.containers.bundle_dir(container_id), f"exec-{os.urandom(4).hex()}.sock")
+        path = os.path.join(bundle, f"exec-{os.urandom(4).hex()}.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             listener.bind(path)
             listener.listen(1)
-            pid = runtime.exec_process(container_id, state_root, process, console_socket=path)
+            pid = running.runtime.exec(running.id, bundle, process, console_socket=path)
             listener.settimeout(10)
             conn, _ = listener.accept()
             with conn:
@@ -619,15 +619,13 @@ class Monitor:
         client.reply({"ok": True})
 
     def _freeze(self, name: str, frozen: bool) -> None:
-        from dockyard.engine.monitor.freezer import set_frozen
-        from dockyard.engine.monitor.supervise import runtime_root
-
         record = self.engine.containers.get(name)
-        if record.id not in self.running:
+        running = self.running.get(record.id)
+        if running is None:
             raise Conflict(f"Container {record.id} is not running")
         if bool(record.state.get("Paused")) == frozen:
             raise Conflict(f"Container {record.id} is {'already' if frozen else 'not'} paused")
-        set_frozen(record.id, frozen, runtime_root(self.engine))
+        running.runtime.pause(record.id, frozen)
 
         def paused(data: dict) -> None:
             data["State"].update(Paused=frozen, Status="paused" if frozen else "running")
@@ -696,11 +694,12 @@ class Monitor:
         launched.log.close()
         del self.running[running.id]
         code = exit_code(running.status if running.status is not None else 255 << 8)
-        cleanup(self.engine, running.id)
         try:
             record = self.engine.containers.records.get(running.id)
         except NotFound:
             record = None
+        if record is not None:
+            cleanup(self.engine, record)
         restart = record is not None and not running.manual_stop and self._should_restart(record, code)
 
         def exited(data: dict) -> None:
@@ -763,6 +762,15 @@ class Monitor:
                 self.pending_restarts.discard(running.id)
                 self._notify(running.id, code, removed=False)
         self.add_timer(delay, restart)
+
+
+def _exec_process(bundle: str, args: list[str]) -> dict:
+    """An exec'd process starts as a copy of the container's own (user, env, cwd, caps...) with new args."""
+    with open(os.path.join(bundle, "config.json")) as f:
+        process = dict(json.load(f)["process"])
+    process.update(args=list(args), terminal=False)
+    process.pop("consoleSize", None)
+    return process
 
 
 def _write_all_nonblocking(fd: int, data: bytes) -> None:
