@@ -40,9 +40,12 @@ def merge_env(image_env: list[str], env: list[str]) -> list[str]:
 class ContainerService:
     def __init__(self, engine) -> None:
         self.engine = engine
-        self.store = engine.store
-        self.records = ContainerStore(engine.store.db)
+        self.records = ContainerStore(engine.db)
         self.dir = os.path.join(engine.root_dir, "containers")
+
+    @property
+    def store(self):
+        return self.engine.store  # built on first use: listing containers needs only the database
 
     # --- paths ------------------------------------------------------------------------------------------------
 

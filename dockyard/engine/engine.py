@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from dockyard.engine.images import ImageService
     from dockyard.engine.monitor.client import MonitorClient
     from dockyard.engine.volumes import VolumeService
+    from dockyard.store.metadata import Database
     from dockyard.store.store import Store
 
 
@@ -31,10 +32,20 @@ class Engine:
         return Path(self.root_dir)
 
     @cached_property
+    def db(self) -> Database:
+        """The metadata database alone: enough for commands that only read records (ps, images...)."""
+        import os
+
+        from dockyard.store.metadata import Database
+
+        os.makedirs(self.root_dir, exist_ok=True)
+        return Database(os.path.join(self.root_dir, "metadata.db"))
+
+    @cached_property
     def store(self) -> Store:
         from dockyard.store.store import Store
 
-        return Store(self.root)
+        return Store(self.root, self.db)
 
     @cached_property
     def images(self) -> ImageService:
@@ -54,7 +65,7 @@ class Engine:
     def volumes(self) -> VolumeService:
         from dockyard.engine.volumes import VolumeService
 
-        service = VolumeService(self.root, self.store.db)
+        service = VolumeService(self.root_dir, self.db)
         service.in_use = lambda name: self.containers.volume_users(name)
         return service
 
@@ -64,10 +75,12 @@ class Engine:
         return MonitorClient(self.root_dir, self.run_root)
 
     def monitor_alive(self) -> bool:
-        from dockyard.engine.monitor.client import monitor_alive
+        from dockyard.engine.monitor.lock import monitor_alive
 
         return monitor_alive(self.run_root)
 
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        elif "db" in self.__dict__:
+            self.db.close()

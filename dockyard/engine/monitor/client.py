@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -10,26 +9,11 @@ import sys
 import time
 
 from dockyard.engine.monitor import protocol
+from dockyard.engine.monitor.lock import monitor_alive
 from dockyard.errors import Conflict, DockyardError, HostError, InvalidArgument, NotFound, NotModified
 
 START_TIMEOUT = 10.0
 ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified}
-
-
-def monitor_alive(run_root: str) -> bool:
-    """Whether a monitor holds this root's lock (it holds it for as long as it lives)."""
-    path = os.path.join(run_root, "monitor.lock")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def raise_for(reply: dict) -> dict:
