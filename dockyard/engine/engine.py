@@ -75,7 +75,7 @@ class Engine:
         return MonitorClient(self.root_dir, self.run_root)
 
     def monitor_alive(self) -> bool:
-        from dockyard.engine.monitor.lock import monitor_alive
+        from dockyard.engine.monitor.endpoint import monitor_alive
 
         return monitor_alive(self.run_root)
 

@@ -382,3 +382,64 @@ def test_runc_runtime(dy, busybox):
 def test_init_reaps_and_forwards(dy, busybox):
     out = dy.out("run", "--rm", "--init", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '")
     assert out.startswith("/sbin/docker-init -- sh")
+
+
+def _pty_run(dy: CLI, *args: str, rows: int = 30, cols: int = 100):
+    """Start `dockyard ARGS` on a new pseudo-terminal of the given size; returns (process, master fd)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard", "--root", str(dy.root), *args], stdin=slave,
+                            stdout=slave, stderr=slave, start_new_session=True, close_fds=True)
+    os.close(slave)
+    return proc, master
+
+
+def _read_until(master: int, needle: bytes, timeout: float = 10.0) -> bytes:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{needle!r} not seen in {seen!r}")
+        ready, _, _ = select.select([master], [], [], remaining)
+        if ready:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+    return seen
+
+
+def test_tty_run_size_ctrl_c_and_detach(dy, busybox):
+    proc, master = _pty_run(dy, "run", "-it", "--name", "term", "busybox", "sh")
+    try:
+        _read_until(master, b"# ")
+        os.write(master, b"stty size; tty\r")
+        out = _read_until(master, b"/dev/pts/0")
+        assert b"30 100" in out  # the container's terminal has our window size
+        os.write(master, b"sleep 100\r")
+        time.sleep(0.5)
+        os.write(master, b"\x03")  # Ctrl-C reaches the foreground job inside, not dockyard
+        os.write(master, b"echo still-here\r")
+        _read_until(master, b"still-here\r\n")
+        os.write(master, b"\x10\x11")  # Ctrl-P Ctrl-Q: detach, the container keeps running
+        assert proc.wait(timeout=10) == 0
+    finally:
+        os.close(master)
+    assert state(dy, "term")["Running"]
+    dy("rm", "-f", "term")
+
+
+def test_tty_exit_code(dy, busybox):
+    proc, master = _pty_run(dy, "run", "-it", "--rm", "busybox", "sh", "-c", "exit 6")
+    try:
+        assert proc.wait(timeout=15) == 6
+    finally:
+        os.close(master)

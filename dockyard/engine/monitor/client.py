@@ -9,7 +9,7 @@ import sys
 import time
 
 from dockyard.engine.monitor import protocol
-from dockyard.engine.monitor.lock import monitor_alive
+from dockyard.engine.monitor.endpoint import monitor_alive, socket_path
 from dockyard.errors import Conflict, DockyardError, HostError, InvalidArgument, NotFound, NotModified
 
 START_TIMEOUT = 10.0
@@ -64,7 +64,7 @@ class MonitorClient:
     def __init__(self, root: str, run_root: str) -> None:
         self.root = root
         self.run_root = run_root
-        self.path = os.path.join(run_root, "monitor.sock")
+        self.path = socket_path(run_root)
 
     def _connect(self) -> socket.socket:
         deadline = None

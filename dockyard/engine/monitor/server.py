@@ -18,11 +18,11 @@ import signal
 import socket
 import struct
 import sys
-import termios
 import time
 from typing import Any, Callable
 
 from dockyard.engine.monitor import protocol
+from dockyard.engine.monitor.supervise import set_window_size
 from dockyard.engine.monitor.protocol import CLOSE_STDIN, EVENT, RESIZE, STDERR, STDIN, STDOUT
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.timeutil import rfc3339
@@ -149,7 +149,9 @@ class Monitor:
         self.last_activity = time.monotonic()
         run_root = str(engine.run_root)
         os.makedirs(run_root, exist_ok=True)
-        self.socket_path = os.path.join(run_root, "monitor.sock")
+        from dockyard.engine.monitor.endpoint import socket_path
+
+        self.socket_path = socket_path(run_root)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
@@ -419,7 +421,7 @@ class Monitor:
                 launched.stdin = None
             elif stream == RESIZE and launched.pty is not None:
                 height, width = (int(x) for x in payload.split())
-                fcntl.ioctl(launched.pty, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+                set_window_size(launched.pty, height, width)
             elif stream == EVENT:
                 request = json.loads(payload)
                 if request.get("op") == "kill":
@@ -462,8 +464,7 @@ class Monitor:
         record = self.engine.containers.get(request["id"])
         running = self.running.get(record.id)
         if running is not None and running.launched.pty is not None:
-            fcntl.ioctl(running.launched.pty, termios.TIOCSWINSZ,
-                        struct.pack("HHHH", int(request["height"]), int(request["width"]), 0, 0))
+            set_window_size(running.launched.pty, int(request["height"]), int(request["width"]))
         client.reply({"ok": True})
 
     def _op_wait(self, client: Client, request: dict) -> None:
@@ -560,6 +561,8 @@ class Monitor:
                 if request.get("console"):
                     process["consoleSize"] = {"height": request["console"][0], "width": request["console"][1]}
                 pid, master = self._exec_with_console(running, bundle, process)
+                if request.get("console"):
+                    set_window_size(master, *request["console"])
             else:
                 if len(fds) != 3:
                     null = os.open(os.devnull, os.O_RDWR)
@@ -581,22 +584,9 @@ class Monitor:
                 client.finish()
 
     def _exec_with_console(self, running: Running, bundle: str, process: dict) -> tuple[int, int]:
-        from dockyard.engine.monitor.protocol import MAX_FDS
+        from dockyard.engine.monitor.console import with_terminal
 
-        path = os.path.join(bundle, f"exec-{os.urandom(4).hex()}.sock")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(path)
-            listener.listen(1)
-            pid = running.runtime.exec(running.id, bundle, process, console_socket=path)
-            listener.settimeout(10)
-            conn, _ = listener.accept()
-            with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 1024, MAX_FDS)
-            return pid, fds[0]
-        finally:
-            listener.close()
-            os.unlink(path)
+        return with_terminal(lambda path: running.runtime.exec(running.id, bundle, process, console_socket=path))
 
     def _exec_exited(self, pid: int) -> None:
         pidfd, client = self.execs.pop(pid)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 
 from dockyard import linux
 from dockyard.engine.container_spec import spec_for
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.engine.monitor.logs import JsonLogWriter, parse_size
-from dockyard.errors import DockyardError, HostError
+from dockyard.errors import DockyardError
 
 
 class Launched:
@@ -96,6 +95,8 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
     try:
         if config.get("Tty"):
             pid, pty = _create_with_console(oci, record.id, bundle, spec)
+            if console_size:
+                set_window_size(pty, *console_size)
             stdout = stderr = stdin = None
         else:
             pty = None
@@ -121,29 +122,18 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
     return Launched(pid, stdout, stderr, stdin, pty, log)
 
 
-def _create_with_console(oci, container_id: str, bundle: str, spec: dict) -> tuple[int, int]:
-    """Create with a terminal: the runtime hands the pty master over a unix socket; returns (pid, master)."""
-    from dockyard.engine.monitor.protocol import MAX_FDS
+def set_window_size(pty: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
 
-    path = os.path.join(bundle, "console.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        if os.path.exists(path):
-            os.unlink(path)
-        listener.bind(path)
-        listener.listen(1)
-        pid = oci.create(container_id, bundle, spec, console_socket=path)
-        listener.settimeout(10)
-        conn, _ = listener.accept()
-        with conn:
-            _, fds, _, _ = socket.recv_fds(conn, 1024, MAX_FDS)
-        if not fds:
-            raise HostError("the runtime did not send the container's terminal")
-        return pid, fds[0]
-    finally:
-        listener.close()
-        if os.path.exists(path):
-            os.unlink(path)
+    fcntl.ioctl(pty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _create_with_console(oci, container_id: str, bundle: str, spec: dict) -> tuple[int, int]:
+    from dockyard.engine.monitor.console import with_terminal
+
+    return with_terminal(lambda path: oci.create(container_id, bundle, spec, console_socket=path))
 
 
 def cleanup(engine, record: ContainerRecord) -> None:
