@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -10,6 +9,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+from dockyard.cli.flags import REMAINDER, ArgumentParser
 from dockyard.cli.output import go_time, human_size, print_formatted, print_json, print_table, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image import reference
@@ -44,7 +44,7 @@ def _err(message: str) -> None:
 
 # --- images -----------------------------------------------------------------------------------------------------
 
-def images_parser(p: argparse.ArgumentParser) -> None:
+def images_parser(p: ArgumentParser) -> None:
     p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
     p.add_argument("--digests", action="store_true", help="Show digests")
@@ -184,7 +184,7 @@ def images(args, ctx) -> int:
 
 # --- tag, rmi ---------------------------------------------------------------------------------------------------
 
-def tag_parser(p: argparse.ArgumentParser) -> None:
+def tag_parser(p: ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
     p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
@@ -194,7 +194,7 @@ def tag(args, ctx) -> int:
     return 0
 
 
-def rmi_parser(p: argparse.ArgumentParser) -> None:
+def rmi_parser(p: ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
@@ -227,7 +227,7 @@ def _no_such_image(error: DockyardError, name: str) -> str:
 
 # --- history ----------------------------------------------------------------------------------------------------
 
-def history_parser(p: argparse.ArgumentParser) -> None:
+def history_parser(p: ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--format", help="Format output using a custom template")
     p.add_argument("-H", "--human", default="true", nargs="?", const="true",
@@ -272,7 +272,7 @@ def history(args, ctx) -> int:
 
 # --- inspect ----------------------------------------------------------------------------------------------------
 
-def image_inspect_parser(p: argparse.ArgumentParser) -> None:
+def image_inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
@@ -305,7 +305,7 @@ def print_inspect(objects: list[dict[str, Any]], fmt: str | None, ctx) -> None:
 
 # --- save, load, import ---------------------------------------------------------------------------------------
 
-def save_parser(p: argparse.ArgumentParser) -> None:
+def save_parser(p: ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
 
@@ -335,7 +335,7 @@ def save(args, ctx) -> int:
     return 0
 
 
-def load_parser(p: argparse.ArgumentParser) -> None:
+def load_parser(p: ArgumentParser) -> None:
     p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
 
@@ -359,7 +359,7 @@ def load(args, ctx) -> int:
     return 0
 
 
-def import__parser(p: argparse.ArgumentParser) -> None:
+def import__parser(p: ArgumentParser) -> None:
     p.add_argument("source", metavar="file|URL|-")
     p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the "
@@ -393,7 +393,7 @@ def _check_platform(value: str) -> None:
 
 # --- prune, bootstrap -------------------------------------------------------------------------------------------
 
-def prune_parser(p: argparse.ArgumentParser) -> None:
+def prune_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
     p.add_argument("--filter", action="append", help="Provide filter values (e.g. 'until=<timestamp>')")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
@@ -420,11 +420,11 @@ def prune(args, ctx) -> int:
     return 0
 
 
-def bootstrap_parser(p: argparse.ArgumentParser) -> None:
+def bootstrap_parser(p: ArgumentParser) -> None:
     from dockyard.templates import TEMPLATES
 
     p.add_argument("template", choices=sorted(TEMPLATES), help="the recipe to follow")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="the template's own options (see TEMPLATE --help)")
+    p.add_argument("options", nargs=REMAINDER, help="the template's own options (see TEMPLATE --help)")
 
 
 def bootstrap(args, ctx) -> int:
@@ -432,7 +432,7 @@ def bootstrap(args, ctx) -> int:
     from dockyard.engine.bootstrap import bootstrap as make
 
     template = templates.load(args.template)
-    parser = argparse.ArgumentParser(prog=f"dockyard image bootstrap {args.template}",
+    parser = ArgumentParser(prog=f"dockyard image bootstrap {args.template}",
                                      description=template.DESCRIPTION)
     template.add_arguments(parser)
     options = parser.parse_args(args.options)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
 
+from dockyard.cli.flags import ArgumentParser
 from dockyard import API_VERSION, __version__
 from dockyard.cli.output import human_size, print_formatted
 from dockyard.errors import NotFound
@@ -14,7 +14,7 @@ from dockyard.errors import NotFound
 OBJECT_TYPES = ("container", "image", "volume")
 
 
-def inspect_parser(p: argparse.ArgumentParser) -> None:
+def inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes if the type is container")
@@ -58,7 +58,7 @@ def inspect(args, ctx) -> int:
     return status
 
 
-def container_inspect_parser(p: argparse.ArgumentParser) -> None:
+def container_inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
@@ -116,7 +116,7 @@ def _os_name() -> str:
     return "Linux"
 
 
-def info_parser(p: argparse.ArgumentParser) -> None:
+def info_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
 
@@ -139,7 +139,7 @@ def info(args, ctx) -> int:
     return 0
 
 
-def version_parser(p: argparse.ArgumentParser) -> None:
+def version_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
 
@@ -160,7 +160,7 @@ def version(args, ctx) -> int:
     return 0
 
 
-def system_prune_parser(p: argparse.ArgumentParser) -> None:
+def system_prune_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", help="Provide filter values")

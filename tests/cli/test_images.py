@@ -122,7 +122,7 @@ def test_bad_reference_names_the_rule(dy, busybox):
 
 def test_unknown_flag_and_command(dy):
     result = dy("images", "--bogus", check=False)
-    assert result.returncode == 125 and b"unrecognized arguments: --bogus" in result.stderr
+    assert result.returncode == 125 and b"unknown flag: --bogus" in result.stderr
     result = dy("frobnicate", check=False)
     assert result.returncode == 125 and b"is not a dockyard command" in result.stderr
 
