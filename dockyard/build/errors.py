@@ -36,6 +36,10 @@ class DockerfileError(InvalidArgument):
                                self.end_line if self.line is not None else end_line)
 
 
+class LexError(DockerfileError):
+    """A word that cannot be expanded (unbalanced quote, bad `${...}`, `${x:?}` on an unset name...)."""
+
+
 class BuildContextError(InvalidArgument):
     """A build context that cannot be used: unreadable, or a path that would leave it."""
 

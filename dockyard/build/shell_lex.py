@@ -27,15 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from dockyard.build import shell_pattern
-from dockyard.build.errors import DockerfileError
+from dockyard.build.errors import LexError
 from dockyard.build.gotext import is_space
+
+__all__ = ["Expansion", "LexError", "Lexer"]
 
 _SPECIAL_PARAMS = "@*#?-$!0"
 _HEREDOC_SPACE = "\t\r "
-
-
-class LexError(DockerfileError):
-    """A word that cannot be expanded (unbalanced quote, bad `${...}`, `${x:?}` on an unset name...)."""
 
 
 @dataclass

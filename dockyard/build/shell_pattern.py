@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from dockyard.build.errors import DockerfileError
+from dockyard.build.errors import LexError
 
 _ESCAPABLE = "*?\\"
 
@@ -31,7 +31,7 @@ def pattern_regex(pattern: str, *, greedy: bool, anchored: bool) -> re.Pattern[s
                 continue
             if i >= len(pattern) or pattern[i] not in _ESCAPABLE:
                 bad = pattern[i] if i < len(pattern) else "EOF"
-                raise DockerfileError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{bad}'")
+                raise LexError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{bad}'")
             out.append(re.escape(pattern[i]))
             i += 1
         else:
