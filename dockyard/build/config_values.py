@@ -29,10 +29,10 @@ def exposed_ports(specs: list[str]) -> list[str]:
 
     Docker still accepts (and ignores) an `ip:hostport:` prefix; it is validated and dropped the same way.
     """
-    ports: list[str] = []
+    ports: dict[str, None] = {}  # ordered set: the config keeps each port once
     for spec in specs:
-        ports.extend(_one_port_spec(spec))
-    return ports
+        ports.update(dict.fromkeys(_one_port_spec(spec)))
+    return list(ports)
 
 
 def _one_port_spec(raw: str) -> list[str]:
