@@ -45,13 +45,17 @@ class _Prefixed:
         self.head, self.rest = head, rest
 
     def read(self, size: int = -1) -> bytes:
-        if self.head:
-            if size < 0:
-                data, self.head = self.head + self.rest.read(), b""
-                return data
+        if not self.head:
+            return self.rest.read(size)
+        if size < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        if size <= len(self.head):
             data, self.head = self.head[:size], self.head[size:]
             return data
-        return self.rest.read(size)
+        # Callers may sniff with one read (tarfile does): fill the request as far as the stream allows.
+        data, self.head = self.head, b""
+        return data + self.rest.read(size - len(data))
 
 
 def _decompressed(stream: BinaryIO) -> BinaryIO:
