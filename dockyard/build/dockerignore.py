@@ -171,15 +171,14 @@ class PatternMatcher:
         return any(p.exclusion for p in self.patterns)
 
     def matches(self, path: str) -> bool:
-        """Does `path` (slash-separated, relative) match, counting matches of its parent directories?"""
+        """Does `path` (slash-separated, relative) match? Decided the way a walk from the root decides it,
+        directory by directory (BuildKit's rule for what the context holds), so that looking a path up and
+        walking to it always agree."""
+        info: list[bool] | None = None
         matched = False
-        parents = _parents(path)
-        for pattern in self.patterns:
-            if pattern.exclusion != matched:
-                continue
-            hit = pattern.matches(path) or any(pattern.matches(p) for p in parents)
-            if hit:
-                matched = not pattern.exclusion
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            matched, info = self.matches_in_walk("/".join(parts[:i]), info)
         return matched
 
     def matches_in_walk(self, path: str, parent: Sequence[bool] | None) -> tuple[bool, list[bool]]:
@@ -191,7 +190,7 @@ class PatternMatcher:
             hit = bool(parent) and parent[i]  # type: ignore[index]
             if not hit:
                 if pattern.exclusion != matched:
-                    continue
+                    continue  # cannot change the outcome (and, as in Docker, is not recorded for children)
                 hit = pattern.matches(path)
                 if not hit and not parent:
                     hit = any(pattern.matches(p) for p in _parents(path))
