@@ -23,7 +23,7 @@ from dockyard.build.errors import DockerfileError
 from dockyard.build.gotext import trim_left_space, trim_space
 from dockyard.build.heredoc import Heredoc, markers_in_line
 from dockyard.build.instruction_parser import build, can_contain_heredoc, node_from_line
-from dockyard.build.instructions import Arg, From, Instruction, Location
+from dockyard.build.instructions import Arg, Instruction, Location
 from dockyard.build.stages import Stage, split_stages
 
 BOM = "\ufeff"

@@ -75,7 +75,7 @@ def extract_tar(stream: BinaryIO, root: str) -> int:
     count = 0
     try:
         try:
-            tar = tarfile.open(fileobj=_decompressed(stream), mode="r|*")  # type: ignore[call-overload]
+            tar = tarfile.open(fileobj=_decompressed(stream), mode="r|*")  # type: ignore[call-overload]  # noqa: SIM115 - closed by the with below
         except tarfile.TarError as e:
             raise BuildContextError(f"the build context is not a readable tar archive: {e}") from None
         with tar:

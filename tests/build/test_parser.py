@@ -6,8 +6,29 @@ import pytest
 
 from dockyard.build.errors import DockerfileError
 from dockyard.build.instructions import (
-    Add, Arg, ArgDecl, Cmd, Copy, Entrypoint, Env, Expose, From, HealthConfig, Healthcheck, InlineSource,
-    KeyValue, Label, Maintainer, Onbuild, Run, Shell, StopSignal, User, Volume, Workdir)
+    Add,
+    Arg,
+    ArgDecl,
+    Cmd,
+    Copy,
+    Entrypoint,
+    Env,
+    Expose,
+    From,
+    Healthcheck,
+    HealthConfig,
+    InlineSource,
+    KeyValue,
+    Label,
+    Maintainer,
+    Onbuild,
+    Run,
+    Shell,
+    StopSignal,
+    User,
+    Volume,
+    Workdir,
+)
 from dockyard.build.parser import parse_dockerfile, parse_instruction
 
 

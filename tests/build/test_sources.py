@@ -11,7 +11,14 @@ from dockyard.build.dockerignore import PatternMatcher, read_patterns
 from dockyard.build.errors import BuildContextError, DockerfileError, SourceNotFound
 from dockyard.build.hashing import copy_digest
 from dockyard.build.sources import (
-    Destination, add_source_kind, check_copy_source, destination, parse_chmod, parse_chown, plan_copy)
+    Destination,
+    add_source_kind,
+    check_copy_source,
+    destination,
+    parse_chmod,
+    parse_chown,
+    plan_copy,
+)
 from dockyard.build.tree import SourceTree
 
 FILES = {

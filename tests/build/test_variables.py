@@ -63,7 +63,7 @@ def test_env_overrides_arg() -> None:
 @pytest.mark.parametrize("build_args, expected", [({}, "v1.0.0"), ({"CONT_IMG_VER": "v2.0.1"}, "v2.0.1")])
 def test_env_default_from_arg(build_args: dict, expected: str) -> None:
     text = "FROM ubuntu\nARG CONT_IMG_VER\nENV CONT_IMG_VER=${CONT_IMG_VER:-v1.0.0}\nRUN echo $CONT_IMG_VER\n"
-    plan, steps, finals = build(text, build_args=build_args)
+    _, steps, finals = build(text, build_args=build_args)
     assert finals[0].env["CONT_IMG_VER"] == expected
     assert steps[0][1].instruction.pairs[0].value == expected
 
@@ -124,7 +124,7 @@ def test_arg_defaults_chain_within_one_instruction() -> None:
 def test_args_are_inherited_by_child_stages_only() -> None:
     text = ("FROM alpine AS base\nARG X=1\nFROM base AS child\nRUN true\nFROM alpine AS other\nRUN true\n"
             "FROM scratch\nCOPY --from=child /a /a\nCOPY --from=other /b /b\n")
-    plan, steps, _ = build(text)
+    _, steps, _ = build(text)
     assert steps[1][0].used_args == {"X": "1"}
     assert steps[2][0].used_args == {}
 
