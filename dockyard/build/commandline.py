@@ -42,7 +42,8 @@ def run_process(run: Run, shell: Sequence[str] | None = None) -> ProcessSpec:
     files: tuple[InlineFile, ...] = ()
     if run.heredocs:
         if len(args) != 1 or not run.shell_form:
-            raise DockerfileError(f"parsing produced an invalid run command: {args}", run.location.path, run.line)
+            raise DockerfileError(f"parsing produced an invalid run command: {args}", run.location.path,
+                                  run.line)
         if parse_marker(args[0]) is not None:
             first = run.heredocs[0]
             data = first.text

@@ -109,7 +109,8 @@ class DirectiveScanner:
     def _apply(self, key: str, value: str) -> None:
         if key == "escape":
             if value not in ESCAPE_TOKENS:
-                raise DockerfileError(f"invalid escape token '{value}' does not match ` or \\", line=self._line)
+                raise DockerfileError(f"invalid escape token '{value}' does not match ` or \\",
+                                      line=self._line)
             self.directives.escape = value
         elif key == "syntax":
             self.directives.syntax = value

@@ -4,11 +4,11 @@ File rules: one pattern per line; a line starting with `#` (in column 1) is a co
 are trimmed; `!` in front makes an exception; each pattern is path-cleaned (`./a//b/` is `a/b`) and a leading
 `/` is dropped, the context root being the root.
 
-Matching rules: Go's filepath.Match per path (`*` and `?` stop at `/`, `[...]` classes, `\\` escapes) plus `**`,
-which spans any number of directories (`**/*.go`, `a/**/b`, `logs/**`). A pattern matching a directory matches
-everything below it. Patterns apply in order and the last one that matches a path decides, so `!` lines
-re-include what earlier lines excluded, including files inside an excluded directory (`build` then
-`!build/keep.txt` keeps build/keep.txt), while a later exclusion overrides an earlier `!`.
+Matching rules: Go's filepath.Match per path (`*` and `?` stop at `/`, `[...]` classes, `\\` escapes) plus
+`**`, which spans any number of directories (`**/*.go`, `a/**/b`, `logs/**`). A pattern matching a
+directory matches everything below it. Patterns apply in order and the last one that matches a path
+decides, so `!` lines re-include what earlier lines excluded, including files inside an excluded directory
+(`build` then `!build/keep.txt` keeps build/keep.txt), while a later exclusion overrides an earlier `!`.
 """
 
 from __future__ import annotations

@@ -88,8 +88,8 @@ def evaluate(instruction: Instruction, variables: StageVariables, *, escape: str
     """Expand `instruction` with `variables`, apply its effect on them (ENV, ARG), and describe the step."""
     handler = _HANDLERS.get(type(instruction))
     if isinstance(instruction, From):
-        raise DockerfileError("FROM starts a stage; it is resolved by the build plan", instruction.location.path,
-                              instruction.line)
+        raise DockerfileError("FROM starts a stage; it is resolved by the build plan",
+                              instruction.location.path, instruction.line)
     ex = _Expander(Lexer(escape), variables)
     try:
         if handler is None:

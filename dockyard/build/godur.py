@@ -1,4 +1,4 @@
-"""Go's time.ParseDuration, which HEALTHCHECK's --interval and friends use: "30s", "1m30s", "1.5h", "300ms"."""
+"""Go's time.ParseDuration, as HEALTHCHECK's --interval and friends take it: "30s", "1m30s", "300ms"."""
 
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ def entry_record(entry: Entry, cache: DigestCache | None = None) -> bytes:
         content = f"device {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
     else:
         content = "special"
-    record = f"{entry.rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{st.st_uid}\0{st.st_gid}\0{content}\n"
+    kind, perms = stat.S_IFMT(mode), stat.S_IMODE(mode)
+    record = f"{entry.rel}\0{kind:o}\0{perms:o}\0{st.st_uid}\0{st.st_gid}\0{content}\n"
     return record.encode("utf-8", errors="surrogateescape")
 
 

@@ -1,8 +1,8 @@
 """Here-documents: finding `<<EOF` markers in an instruction line and what each marker means.
 
 A marker is a word `[n]<<[-]WORD` (blanks allowed after `<<`). `-` strips leading tabs from the body and from
-the terminator line; quoting any part of WORD (`<<"EOF"`, `<<'EOF'`, `<<E"O"F`) turns off variable expansion of
-the body, like a shell. Docker always scans the line with `\\` as the escape character here, whatever the
+the terminator line; quoting any part of WORD (`<<"EOF"`, `<<'EOF'`, `<<E"O"F`) turns off variable expansion
+of the body, like a shell. Docker always scans the line with `\\` as the escape character here, whatever the
 file's escape directive says.
 """
 

@@ -163,8 +163,8 @@ def _from(req: _Req) -> Instruction:
     if len(args) == 3 and args[1].lower() == "as":
         name = args[2].lower()
         if not STAGE_NAME.fullmatch(name):
-            raise DockerfileError(f"invalid name for build stage: {args[2]!r}, name can't start with a number "
-                                  "or contain symbols")
+            raise DockerfileError(f"invalid name for build stage: {args[2]!r}, name can't start with a "
+                                  "number or contain symbols")
     elif len(args) != 1:
         raise DockerfileError("FROM requires either one or three arguments")
     flags = req.flags({"platform": "string"})
@@ -292,8 +292,8 @@ def _opt_bool(flags: dict[str, FlagValue], name: str) -> bool | None:
 
 def _need_dest(req: _Req) -> None:
     if len(req.args) < 2:
-        raise DockerfileError(f"{req.node.keyword} requires at least two arguments, but only one was provided. "
-                              "Destination could not be determined")
+        raise DockerfileError(f"{req.node.keyword} requires at least two arguments, but only one was "
+                              "provided. Destination could not be determined")
 
 
 def _add(req: _Req) -> Instruction:
@@ -407,8 +407,8 @@ def _healthcheck(req: _Req) -> Instruction:
         raise DockerfileError("Missing command after HEALTHCHECK CMD")
     test = ("CMD", *args) if req.node.is_json else ("CMD-SHELL", " ".join(args))
     retries = _retries(_opt_str(flags, "retries"))
-    health = HealthConfig(test=test, interval=_interval(flags, "interval"), timeout=_interval(flags, "timeout"),
-                          start_period=_interval(flags, "start-period"),
+    health = HealthConfig(test=test, interval=_interval(flags, "interval"),
+                          timeout=_interval(flags, "timeout"), start_period=_interval(flags, "start-period"),
                           start_interval=_interval(flags, "start-interval"), retries=retries)
     return Healthcheck(health=health, **req.common)  # type: ignore[arg-type]
 

@@ -5,8 +5,8 @@ The line rules are Docker's:
 * parser directives are recognised only at the very top (see `directives`);
 * a line whose last non-blank character is the escape character continues on the next line (but an escaped
   escape character does not); the escape and the line break are removed, nothing else;
-* a line starting with `#` (after blanks) is a comment, also in the middle of a continued instruction, where it
-  is dropped; blank lines inside a continuation are dropped too (with a warning, as Docker gives);
+* a line starting with `#` (after blanks) is a comment, also in the middle of a continued instruction,
+  where it is dropped; blank lines inside a continuation are dropped too (with a warning, as Docker gives);
 * RUN/COPY/ADD (also under ONBUILD), in shell form, may open here-documents: the body lines follow the
   instruction up to the delimiter line and are taken verbatim.
 

@@ -147,8 +147,8 @@ def plan_build(dockerfile: Dockerfile, *, target: str | None = None,
     for sp in stages:
         for ins in sp.stage.instructions:
             _record_dependencies(stages, sp, ins, dockerfile.escape)
-    return BuildPlan(dockerfile, stages, target_index, _needed(stages, target_index), global_args, args, platform,
-                     build_platform)
+    return BuildPlan(dockerfile, stages, target_index, _needed(stages, target_index), global_args, args,
+                     platform, build_platform)
 
 
 def _find_target(dockerfile: Dockerfile, target: str | None) -> int:

@@ -4,7 +4,8 @@ This is not a shell: no globbing, no command substitution, no arithmetic. It imp
 reference defines for ADD, COPY, ENV, EXPOSE, FROM, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR and ARG:
 
 * `$name` and `${name}`; `${name:-word}` `${name-word}` `${name:+word}` `${name+word}` `${name:?msg}`
-  `${name?msg}`; `${name#pat}` `${name##pat}` `${name%pat}` `${name%%pat}` `${name/pat/repl}` `${name//pat/repl}`;
+  `${name?msg}`; `${name#pat}` `${name##pat}` `${name%pat}` `${name%%pat}`; `${name/pat/repl}`
+  `${name//pat/repl}`;
   positional (`$1`) and special (`$@`, `$?`...) parameters read as unset;
 * single quotes keep everything literal; double quotes keep everything but `$`, and there the escape
   character only escapes `"`, `$` and itself;

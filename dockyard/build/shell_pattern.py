@@ -1,9 +1,10 @@
 """The glob patterns of `${var#pattern}`, `${var%pattern}` and `${var/pattern/replacement}`.
 
-Only `*` (any run of characters) and `?` (one character) are special; `\\` quotes `*`, `?` and `\\`, and an escaped
-`}` or `/` is just that character (the escape only kept it from closing the `${...}`). Bracket expressions are
-not supported, as in Docker: `[` is literal. Patterns are turned into regular expressions; the suffix forms
-run the prefix search on the reversed value with a reversed pattern, since a regex finds leftmost matches only.
+Only `*` (any run of characters) and `?` (one character) are special; `\\` quotes `*`, `?` and `\\`, and an
+escaped `}` or `/` is just that character (the escape only kept it from closing the `${...}`). Bracket
+expressions are not supported, as in Docker: `[` is literal. Patterns are turned into regular expressions;
+the suffix forms run the prefix search on the reversed value with a reversed pattern, since a regex finds
+leftmost matches only.
 """
 
 from __future__ import annotations

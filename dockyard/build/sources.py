@@ -36,7 +36,8 @@ from dockyard.build.errors import BuildContextError, DockerfileError, SourceNotF
 from dockyard.build.gomatch import has_wildcards, match
 from dockyard.build.tree import Entry, SourceTree
 
-_CHMOD_SYMBOLIC = re.compile(r"[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+(?:,[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+)*")
+_CHMOD_CLAUSE = r"[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+"
+_CHMOD_SYMBOLIC = re.compile(rf"{_CHMOD_CLAUSE}(?:,{_CHMOD_CLAUSE})*")
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def plan_copy(tree: SourceTree, sources: Sequence[str], dest: Destination, *, pa
         else:
             items.extend(_plain_items(tree, src, dest, user_excludes))
     if not parents and len(items) + inline_count > 1 and not dest.is_dir:
-        raise DockerfileError(f"When using {keyword} with more than one source file, the destination must be a "
-                              "directory and end with a /")
+        raise DockerfileError(f"When using {keyword} with more than one source file, the destination must "
+                              "be a directory and end with a /")
     return CopyPlan(items)
 
 
@@ -227,8 +228,8 @@ def parse_chmod(text: str) -> int | str:
         value = int(text, 8) if all(c in "01234567" for c in text) else -1
         if 0 <= value <= 0o7777:
             return value
-        raise DockerfileError(f"invalid chmod parameter: '{text}'. it should be octal string and between 0 and "
-                              "07777")
+        raise DockerfileError(f"invalid chmod parameter: '{text}'. it should be octal string and between 0 "
+                              "and 07777")
     if _CHMOD_SYMBOLIC.fullmatch(text):
         return text
     raise DockerfileError(f"invalid chmod parameter: '{text}'")

@@ -75,7 +75,8 @@ def extract_tar(stream: BinaryIO, root: str) -> int:
     count = 0
     try:
         try:
-            tar = tarfile.open(fileobj=_decompressed(stream), mode="r|*")  # type: ignore[call-overload]  # noqa: SIM115 - closed by the with below
+            # Closed by the `with tar` below.
+            tar = tarfile.open(fileobj=_decompressed(stream), mode="r|*")  # type: ignore[call-overload]  # noqa: SIM115
         except tarfile.TarError as e:
             raise BuildContextError(f"the build context is not a readable tar archive: {e}") from None
         with tar:
@@ -184,8 +185,10 @@ def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
         return None
 
 
-def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, parent: int, same_owner: bool) -> None:
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=parent)
+def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, name: str, parent: int,
+                same_owner: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o600, dir_fd=parent)
     try:
         source = tar.extractfile(member)
         if source is not None:

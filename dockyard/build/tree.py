@@ -189,8 +189,8 @@ class SourceTree:
                 via = f": symlink {candidate} -> {target}"
                 if target.startswith("/"):
                     if self.confine:
-                        raise BuildContextError(f"{path!r}: symlink {candidate} -> {target} points outside the "
-                                                "build context")
+                        raise BuildContextError(f"{path!r}: symlink {candidate} -> {target} points outside "
+                                                "the build context")
                     resolved = []
                 # The target's `..` are handled by the loop: climbing above the root is refused there.
                 pending.extendleft(reversed(_parts(target, keep_dotdot=True)))
@@ -266,7 +266,8 @@ class SourceTree:
             for frame in frames:
                 os.close(frame.fd)
 
-    def _walk_frames(self, frames: list[_Frame], start: str, excludes: PatternMatcher | None) -> Iterator[Entry]:
+    def _walk_frames(self, frames: list[_Frame], start: str,
+                     excludes: PatternMatcher | None) -> Iterator[Entry]:
         ignore = self.ignore
         while frames:
             frame = frames[-1]
@@ -282,7 +283,8 @@ class SourceTree:
             except FileNotFoundError:
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
-            ignored, ignore_info = ignore.matches_in_walk(path, frame.ignore_info) if ignore else (False, None)
+            ignored, ignore_info = (ignore.matches_in_walk(path, frame.ignore_info) if ignore
+                                    else (False, None))
             excluded, exclude_info = (excludes.matches_in_walk(rel, frame.exclude_info) if excludes
                                       else (False, None))
             link = os.readlink(name, dir_fd=frame.fd) if stat.S_ISLNK(st.st_mode) else None
@@ -305,7 +307,8 @@ class SourceTree:
                exclude_info: list[bool] | None, *, emitted: bool) -> None:
         fd = os.open(entry.name, DIR_FLAGS, dir_fd=entry.dir_fd)
         child = Entry(entry.path, entry.rel, entry.st, entry.dir_fd, entry.name, entry.link)
-        frames.append(_Frame(fd, path, iter(sorted(os.listdir(fd))), ignore_info, exclude_info, child, emitted))
+        names = iter(sorted(os.listdir(fd)))
+        frames.append(_Frame(fd, path, names, ignore_info, exclude_info, child, emitted))
 
 
 def _parts(path: str, keep_dotdot: bool = False) -> list[str]:

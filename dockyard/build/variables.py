@@ -68,9 +68,10 @@ class Platform:
 
 def platform_args(target: Platform, build: Platform, target_stage: str | None) -> dict[str, str]:
     return {
-        "BUILDPLATFORM": str(build), "BUILDOS": build.os, "BUILDOSVERSION": "", "BUILDARCH": build.architecture,
-        "BUILDVARIANT": build.variant, "TARGETPLATFORM": str(target), "TARGETOS": target.os,
-        "TARGETOSVERSION": "", "TARGETARCH": target.architecture, "TARGETVARIANT": target.variant,
+        "BUILDPLATFORM": str(build), "BUILDOS": build.os, "BUILDOSVERSION": "",
+        "BUILDARCH": build.architecture, "BUILDVARIANT": build.variant,
+        "TARGETPLATFORM": str(target), "TARGETOS": target.os, "TARGETOSVERSION": "",
+        "TARGETARCH": target.architecture, "TARGETVARIANT": target.variant,
         "TARGETSTAGE": target_stage or "default",
     }
 

@@ -31,9 +31,11 @@ def test_heredoc_with_shebang_runs_as_a_file() -> None:
 
 def test_heredocs_with_commands_are_rejoined_for_the_shell() -> None:
     run, run2 = instructions("RUN <<EOT bash\n  set -ex\nEOT\n"
-                             "RUN <<FILE1 cat > file1 && <<FILE2 cat > file2\nI am\nfirst\nFILE1\nsecond\nFILE2\n")
+                             "RUN <<FILE1 cat > file1 && <<FILE2 cat > file2\n"
+                             "I am\nfirst\nFILE1\nsecond\nFILE2\n")
     assert run_process(run).argv == ("/bin/sh", "-c", "<<EOT bash\n  set -ex\nEOT")
-    assert run_process(run2).argv[2] == "<<FILE1 cat > file1 && <<FILE2 cat > file2\nI am\nfirst\nFILE1\nsecond\nFILE2"
+    assert run_process(run2).argv[2] == ("<<FILE1 cat > file1 && <<FILE2 cat > file2\n"
+                                         "I am\nfirst\nFILE1\nsecond\nFILE2")
 
 
 def test_config_commands() -> None:

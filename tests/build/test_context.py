@@ -58,7 +58,8 @@ def test_lowercase_dockerfile_fallback(tmp_path: Path) -> None:
 
 def test_dockerfile_outside_the_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx_dir = write(tmp_path / "ctx", {"a.txt": "a"})
-    write(tmp_path / "build", {"Dockerfile.dev": "FROM dev\nFORM oops\n", "Dockerfile.dev.dockerignore": "a.txt\n"})
+    write(tmp_path / "build", {"Dockerfile.dev": "FROM dev\nFORM oops\n",
+                               "Dockerfile.dev.dockerignore": "a.txt\n"})
     monkeypatch.chdir(tmp_path)
     with open_context(str(ctx_dir), dockerfile="build/Dockerfile.dev") as ctx:
         assert ctx.dockerfile.startswith(b"FROM dev")
@@ -70,8 +71,8 @@ def test_dockerfile_outside_the_context(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_dockerfile_specific_ignore_wins_inside_the_context(tmp_path: Path) -> None:
-    write(tmp_path, {"Dockerfile": "FROM a\n", ".dockerignore": "a\n", "Dockerfile.dockerignore": "b\n", "a": "",
-                     "b": ""})
+    write(tmp_path, {"Dockerfile": "FROM a\n", ".dockerignore": "a\n", "Dockerfile.dockerignore": "b\n",
+                     "a": "", "b": ""})
     with open_context(str(tmp_path)) as ctx:
         assert ctx.ignore_patterns == ["b"] and "a" in kept(ctx) and "b" not in kept(ctx)
 

@@ -24,8 +24,9 @@ def test_directive_spellings(header: str) -> None:
 
 
 def test_all_three_directives() -> None:
-    df = parse_dockerfile("# syntax=docker/dockerfile:1.7 extra\n# check=skip=JSONArgsRecommended,StageNameCasing;"
-                          "error=true\n# escape=\\\n\nFROM a\n")
+    df = parse_dockerfile("# syntax=docker/dockerfile:1.7 extra\n"
+                          "# check=skip=JSONArgsRecommended,StageNameCasing;error=true\n"
+                          "# escape=\\\n\nFROM a\n")
     d = df.directives
     assert d.syntax == "docker/dockerfile:1.7 extra" and d.syntax_image == "docker/dockerfile:1.7"
     assert d.check == CheckConfig(skip=("JSONArgsRecommended", "StageNameCasing"), error=True)
@@ -98,7 +99,8 @@ def test_markers(word: str, expected: Heredoc | None) -> None:
 
 
 def test_markers_in_line() -> None:
-    assert [m.name for m in markers_in_line("RUN <<FILE1 cat > file1 && <<FILE2 cat > file2")] == ["FILE1", "FILE2"]
+    line = "RUN <<FILE1 cat > file1 && <<FILE2 cat > file2"
+    assert [m.name for m in markers_in_line(line)] == ["FILE1", "FILE2"]
     assert [m.name for m in markers_in_line("RUN cat << EOF")] == ["EOF"]
     assert markers_in_line("RUN echo '<<EOF'") == []  # quoted: not a marker
     assert markers_in_line("RUN echo 'unterminated <<EOF") == []  # a line that cannot be lexed has none
@@ -123,9 +125,10 @@ def test_run_heredoc_with_a_command() -> None:
 
 
 def test_several_heredocs_in_one_line() -> None:
-    run, after = body("RUN <<FILE1 cat > file1 && <<FILE2 cat > file2\nI am\nfirst\nFILE1\nI am\nsecond\nFILE2\n"
-                      "USER x\n")
-    assert [(h.name, h.content) for h in run.heredocs] == [("FILE1", "I am\nfirst\n"), ("FILE2", "I am\nsecond\n")]
+    run, after = body("RUN <<FILE1 cat > file1 && <<FILE2 cat > file2\n"
+                      "I am\nfirst\nFILE1\nI am\nsecond\nFILE2\nUSER x\n")
+    assert [(h.name, h.content) for h in run.heredocs] == [("FILE1", "I am\nfirst\n"),
+                                                           ("FILE2", "I am\nsecond\n")]
     assert after.user == "x" and after.line == 9
 
 

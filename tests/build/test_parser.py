@@ -82,7 +82,8 @@ def test_comments_and_blank_lines_between_instructions() -> None:
 
 
 def test_line_numbers_cover_continuations_and_heredocs() -> None:
-    df = parse_dockerfile("FROM a\nRUN a \\\n  b \\\n  c\nCOPY <<EOF /x\nhello\nEOF\nUSER me\n", "Dockerfile.dev")
+    df = parse_dockerfile("FROM a\nRUN a \\\n  b \\\n  c\nCOPY <<EOF /x\nhello\nEOF\nUSER me\n",
+                          "Dockerfile.dev")
     run, copy, user = df.stages[0].instructions
     assert (run.location.line, run.location.end_line) == (2, 4)
     assert (copy.location.line, copy.location.end_line) == (5, 7)
@@ -161,7 +162,8 @@ def test_shell_needs_json() -> None:
 def test_from() -> None:
     df = parse_dockerfile("FROM --platform=$BUILDPLATFORM golang:1.22 AS Builder\nFROM builder\n")
     a, b = df.instructions
-    assert isinstance(a, From) and (a.image, a.name, a.platform) == ("golang:1.22", "builder", "$BUILDPLATFORM")
+    assert isinstance(a, From)
+    assert (a.image, a.name, a.platform) == ("golang:1.22", "builder", "$BUILDPLATFORM")
     assert (b.image, b.name, b.platform) == ("builder", None, None)
 
 
@@ -185,7 +187,8 @@ def test_run_flags() -> None:
     assert isinstance(run, Run)
     assert run.command == ("make",) and run.network == "none" and run.security == "insecure"
     cache, secret = run.mounts
-    assert (cache.type, cache.target, cache.sharing, cache.readonly) == ("cache", "/root/.cache", "locked", False)
+    assert (cache.type, cache.target, cache.sharing) == ("cache", "/root/.cache", "locked")
+    assert cache.readonly is False
     assert (secret.type, secret.id, secret.readonly) == ("secret", "tok", True)
     assert run.mount_specs[0] == "type=cache,target=/root/.cache,sharing=locked"
 

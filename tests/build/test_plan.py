@@ -34,8 +34,9 @@ COPY --from=build /app /app
 def test_default_target_is_the_last_stage_and_unused_stages_are_skipped() -> None:
     p = plan(MULTI)
     assert p.target == 3 and p.order == [0, 3]
-    assert [sp.base for sp in p.stages] == [BaseRef("image", image="golang:1.22"), BaseRef("image", image="alpine"),
-                                            BaseRef("stage", stage=0), BaseRef("scratch")]
+    assert [sp.base for sp in p.stages] == [BaseRef("image", image="golang:1.22"),
+                                            BaseRef("image", image="alpine"), BaseRef("stage", stage=0),
+                                            BaseRef("scratch")]
     assert list(p.stages[3].deps) == [0]
 
 
@@ -69,7 +70,8 @@ def test_copy_from_forms() -> None:
     ("FROM a\nFROM b\nCOPY --from=5 /x /x\n", "invalid stage index 5", 3),
     ("FROM a\nFROM b\nCOPY --from=-1 /x /x\n", "invalid stage index -1", 3),
     ("ARG S=a\nFROM a\nFROM b\nCOPY --from=$S /x /x\n", "variable expansion is not supported for --from", 4),
-    ("FROM a AS one\nRUN --mount=from=two,target=/x true\nFROM b AS two\n", "cannot copy from stage 'two'", 2),
+    ("FROM a AS one\nRUN --mount=from=two,target=/x true\nFROM b AS two\n", "cannot copy from stage 'two'",
+     2),
     ("FROM a AS one\nRUN --mount=from=one,target=/x true\n", "circular dependency", 2),
 ])
 def test_reference_errors(text: str, message: str, line: int) -> None:

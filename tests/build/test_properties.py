@@ -1,4 +1,4 @@
-"""Property tests: the parser and the evaluator fail only with DockerfileError; plain text expands to itself."""
+"""Property tests: parser and evaluator fail only with DockerfileError; plain text expands to itself."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from dockyard.errors import InvalidArgument
 
 FRAGMENTS = [
     "FROM ", "from ", "RUN ", "CMD ", "ENTRYPOINT ", "SHELL ", "COPY ", "ADD ", "ENV ", "ARG ", "LABEL ",
-    "EXPOSE ", "VOLUME ", "USER ", "WORKDIR ", "ONBUILD ", "STOPSIGNAL ", "HEALTHCHECK ", "MAINTAINER ", "AS ",
-    "alpine", "scratch", "build", "0", "1", "x", "a=b", "k v", "\n", "\r\n", " ", "\t", "\\", "\\\n", "`", "`\n",
-    "#", "# escape=`\n", "# syntax=x\n", "# check=skip=all\n", "\"", "'", "[", "]", "[\"a\", \"b\"]", "$", "${",
+    "EXPOSE ", "VOLUME ", "USER ", "WORKDIR ", "ONBUILD ", "STOPSIGNAL ", "HEALTHCHECK ", "MAINTAINER ",
+    "AS ", "alpine", "scratch", "build", "0", "1", "x", "a=b", "k v", "\n", "\r\n", " ", "\t", "\\", "\\\n",
+    "`", "`\n", "#", "# escape=`\n", "# syntax=x\n", "# check=skip=all\n", "\"", "'", "[", "]",
+    "[\"a\", \"b\"]", "$", "${",
     "}", "${X:-y}", "${X#*}", "${X/a/b}", "$X", ":", "-", "=", "<<", "<<EOF", "<<-EOF", "EOF", "\tEOF", "--",
     "--from=", "--mount=", "type=cache,target=/c", "--chown=1:1", "--platform=", "--link", "--parents",
     "--exclude=*.md", "--interval=5s", "NONE", "/", "./", "../", "*", "?", "é", "\u3000", "\x85", "\x00",
@@ -46,8 +47,11 @@ def test_parser_fails_only_with_dockerfile_errors(text: str) -> None:
         assert e.path == "Dockerfile"
 
 
+BUILD_ARGS = st.dictionaries(st.sampled_from(["X", "A", "HTTP_PROXY"]), st.text(max_size=5), max_size=2)
+
+
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(dockerfile_text, st.dictionaries(st.sampled_from(["X", "A", "HTTP_PROXY"]), st.text(max_size=5), max_size=2))
+@given(dockerfile_text, BUILD_ARGS)
 def test_evaluation_fails_only_with_invalid_argument(text: str, build_args: dict) -> None:
     try:
         df = parse_dockerfile(text)
@@ -77,11 +81,13 @@ def test_plain_text_expands_to_itself(text: str, escape: str) -> None:
 
 @given(plain_text)
 def test_plain_text_words_are_a_whitespace_split(text: str) -> None:
-    expected = [w for w in re.split("[" + "".join(c for c in map(chr, range(0x3001)) if is_space(c)) + "]+", text) if w]
+    spaces = "".join(c for c in map(chr, range(0x3001)) if is_space(c))
+    expected = [w for w in re.split(f"[{spaces}]+", text) if w]
     assert Lexer().expand_words(text, {}) == expected
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="*?[\\", blacklist_categories=("Cs",)), max_size=30))
+@given(st.text(alphabet=st.characters(blacklist_characters="*?[\\", blacklist_categories=("Cs",)),
+               max_size=30))
 def test_literal_glob_matches_only_itself(name: str) -> None:
     assert match(name, name)
     assert not match(name, name + "x")
@@ -89,8 +95,8 @@ def test_literal_glob_matches_only_itself(name: str) -> None:
 
 path_segment = st.sampled_from(["a", "b", "build", "keep", "x.md", "y.log", "README.md"])
 paths = st.lists(st.lists(path_segment, min_size=1, max_size=4).map("/".join), min_size=1, max_size=12)
-patterns = st.lists(st.sampled_from(["a", "b", "build", "!build/keep", "*.md", "!README.md", "**/*.log", "a/**",
-                                     "!a/b", "*/x.md", "**", "!**/keep", "build/*"]), max_size=5)
+patterns = st.lists(st.sampled_from(["a", "b", "build", "!build/keep", "*.md", "!README.md", "**/*.log",
+                                     "a/**", "!a/b", "*/x.md", "**", "!**/keep", "build/*"]), max_size=5)
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,7 +112,8 @@ def test_walk_matching_equals_full_matching(pats: list[str], all_paths: list[str
             assert result == matcher.matches(prefix), (pats, prefix)
 
 
-@given(st.lists(st.sampled_from(["RUN echo", "COPY a b", "ENV A=1", "USER u", "ARG X", "LABEL a=b"]), max_size=8))
+@given(st.lists(st.sampled_from(["RUN echo", "COPY a b", "ENV A=1", "USER u", "ARG X", "LABEL a=b"]),
+                max_size=8))
 def test_line_numbers_count_physical_lines(lines: list[str]) -> None:
     text = "FROM a\n" + "".join(line + "\n\n" for line in lines)
     df = parse_dockerfile(text)

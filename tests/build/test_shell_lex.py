@@ -50,7 +50,8 @@ def word(text: str, env: dict | None = None, escape: str = "\\") -> str:
     ('"$foo"', "FOO"), ('"he\'$PWD\'"', "he'/home'"), ('"he\\$PWD"', "he$PWD"), ('"abc\\tdef"', "abc\\tdef"),
     ('"abc\\\\tdef"', "abc\\tdef"), ('"a\\"b"', 'a"b'), ('"hel\'lo"', "hel'lo"), ('"\'\'"', "''"),
     # no expansion happens without $, quotes or escapes
-    ("plain text  with   spaces", "plain text  with   spaces"), ("<<EOF", "<<EOF"), ("안녕$KOREAN", "안녕한국어"),
+    ("plain text  with   spaces", "plain text  with   spaces"), ("<<EOF", "<<EOF"),
+    ("안녕$KOREAN", "안녕한국어"),
 ])
 def test_expand_word(text: str, expected: str) -> None:
     assert word(text) == expected
@@ -93,7 +94,8 @@ def test_pattern_escapes_and_specials() -> None:
     assert word("${FOO#*}", {"FOO": "xxyy"}) == "xxyy"
     assert word("${FOO#$BAR}", {"FOO": "xxyy", "BAR": "x"}) == "xyy"
     assert word("${FOO%%\\**\\*}", {"FOO": "a***yy*"}) == "a"
-    assert word("${FOO/$N/.} - ${FOO//$N/.}", {"FOO": "/foo*/*/*.txt", "N": "\\*/"}) == "/foo.*/*.txt - /foo..*.txt"
+    env = {"FOO": "/foo*/*/*.txt", "N": "\\*/"}
+    assert word("${FOO/$N/.} - ${FOO//$N/.}", env) == "/foo.*/*.txt - /foo..*.txt"
     assert word("${FOO//\\//\\/}", {"FOO": "/tmp/foo.txt"}) == "\\/tmp\\/foo.txt"
     assert word("${FOO/$B/ww}", {"FOO": "xxyy", "B": ""}) == "wwxxyy"
     assert word("${FOO///}", {"FOO": "xxyy"}) == "xxyy"
@@ -113,7 +115,7 @@ def test_matched_and_unmatched() -> None:
     assert e.matched == {"FOO", "BAR"} and e.unmatched == {"BAZ"}
 
 
-# -- word lists --------------------------------------------------------------------------------------------
+# -- word lists ---------------------------------------------------------------------------------------------
 
 WORDS_ENV = {"space": "abc  def", "leading": "  ab c", "trailing": "ab c   "}
 
@@ -148,11 +150,12 @@ def test_words_error() -> None:
         Lexer().expand_words('hello" there', {})
 
 
-# -- lexer modes used internally ------------------------------------------------------------------------------
+# -- lexer modes used internally ----------------------------------------------------------------------------
 
 def test_raw_modes_keep_quotes_escapes_and_unset_names() -> None:
     lex = Lexer(raw_quotes=True, raw_escapes=True, skip_unset=True)
-    assert lex.expand_word("a '$x' \"$y\" \\$z ${w:-d} ${v/a/b}", {"y": "Y"}) == "a '$x' \"Y\" \\$z ${w:-d} ${v/a/b}"
+    text = "a '$x' \"$y\" \\$z ${w:-d} ${v/a/b}"
+    assert lex.expand_word(text, {"y": "Y"}) == "a '$x' \"Y\" \\$z ${w:-d} ${v/a/b}"
 
 
 def test_skip_quotes_for_heredoc_bodies() -> None:

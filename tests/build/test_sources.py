@@ -88,7 +88,7 @@ def test_escaped_wildcard_is_literal(ctx: SourceTree) -> None:
         targets(ctx, ["arr\\[0].txt"])
 
 
-# -- the context boundary --------------------------------------------------------------------------------------
+# -- the context boundary -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("source", ["../x", "../../etc/passwd", "a/../../x", "/../etc/passwd", "src/../.."])
 def test_sources_outside_the_context_are_refused(ctx: SourceTree, source: str) -> None:
@@ -100,7 +100,8 @@ def test_sources_outside_the_context_are_refused(ctx: SourceTree, source: str) -
     ("abs-out", "/etc/passwd"), ("src/rel-out", "../../etc"), ("sibling", "../outside-sibling"),
     ("src/rel-out/passwd", "../../etc"),
 ])
-def test_symlinks_out_of_the_context_are_refused_when_followed(ctx: SourceTree, source: str, link: str) -> None:
+def test_symlinks_out_of_the_context_are_refused_when_followed(ctx: SourceTree, source: str,
+                                                               link: str) -> None:
     with pytest.raises(BuildContextError, match=f"-> {link} points outside the build context"):
         targets(ctx, [source])
 
@@ -146,8 +147,8 @@ def test_file_to_file_and_into_directory(ctx: SourceTree) -> None:
 def test_directory_contents_not_the_directory(ctx: SourceTree) -> None:
     assert targets(ctx, ["homework"], "/hw") == ["/hw", "/hw/notes.txt", "/hw/plan.md"]
     assert targets(ctx, ["homework/"], "/hw/") == ["/hw", "/hw/notes.txt", "/hw/plan.md"]
-    assert targets(ctx, ["x"], "rel", workdir="/w") == ["/w/rel", "/w/rel/a.txt", "/w/rel/y", "/w/rel/y/a.txt",
-                                                       "/w/rel/y/b.txt"]
+    assert targets(ctx, ["x"], "rel", workdir="/w") == ["/w/rel", "/w/rel/a.txt", "/w/rel/y",
+                                                       "/w/rel/y/a.txt", "/w/rel/y/b.txt"]
 
 
 @pytest.mark.parametrize("sources", [["a.go", "b.go"], ["*.go"]])
@@ -161,13 +162,14 @@ def test_one_wildcard_match_may_go_to_a_file(ctx: SourceTree) -> None:
     assert targets(ctx, ["a.g?"], "/one") == ["/one"]
 
 
-# -- --parents -------------------------------------------------------------------------------------------------
+# -- --parents ----------------------------------------------------------------------------------------------
 
 def test_parents_keep_paths(ctx: SourceTree) -> None:
     # Reference: COPY --parents ./x/a.txt ./y/a.txt /parents/ -> /parents/x/a.txt, /parents/y/a.txt
     got = targets(ctx, ["./x/a.txt", "./y/a.txt"], "/parents/", parents=True)
     assert [t for t in got if t.endswith(".txt")] == ["/parents/x/a.txt", "/parents/y/a.txt"]
-    assert targets(ctx, ["./x/a.txt", "./y/a.txt"], "/no_parents/") == ["/no_parents/a.txt", "/no_parents/a.txt"]
+    flat = targets(ctx, ["./x/a.txt", "./y/a.txt"], "/no_parents/")
+    assert flat == ["/no_parents/a.txt", "/no_parents/a.txt"]
 
 
 def test_parents_pivot(ctx: SourceTree) -> None:
@@ -187,7 +189,7 @@ def test_parents_missing_source(ctx: SourceTree) -> None:
         targets(ctx, ["x/missing.txt"], "/p/", parents=True)
 
 
-# -- --exclude -----------------------------------------------------------------------------------------------
+# -- --exclude ----------------------------------------------------------------------------------------------
 
 def test_exclude_reference_example(ctx: SourceTree) -> None:
     # Reference: COPY --exclude=*.txt hom* /mydir/ adds what starts with "hom" except .txt files.
@@ -206,7 +208,7 @@ def test_exclude_with_exception(ctx: SourceTree) -> None:
     assert targets(ctx, ["x"], "/e/", excludes=["**/*.txt", "!y/b.txt"]) == ["/e", "/e/y", "/e/y/b.txt"]
 
 
-# -- .dockerignore -------------------------------------------------------------------------------------------
+# -- .dockerignore ------------------------------------------------------------------------------------------
 
 def test_ignored_sources(tmp_path: Path) -> None:
     for name in ["app/main.py", "app/main.pyc", "docs/a.md", "build/out", "build/keep.txt", "Dockerfile"]:
@@ -222,7 +224,7 @@ def test_ignored_sources(tmp_path: Path) -> None:
         assert targets(tree, ["app/*.py*"]) == ["/dst/main.py"]
 
 
-# -- digests -------------------------------------------------------------------------------------------------
+# -- digests ------------------------------------------------------------------------------------------------
 
 def digest(tree: SourceTree, sources: list[str], dest: str = "/app/", **kw) -> str:
     return copy_digest(tree, plan_copy(tree, sources, destination(dest), **kw))
@@ -272,7 +274,7 @@ def test_digest_cache(tmp_path: Path) -> None:
         assert len(cache) == 1
 
 
-# -- the rest --------------------------------------------------------------------------------------------
+# -- the rest -----------------------------------------------------------------------------------------------
 
 def test_deep_trees_do_not_recurse(tmp_path: Path) -> None:
     path = tmp_path
@@ -298,7 +300,8 @@ def test_rootfs_trees_scope_symlinks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("src, kind", [
-    ("https://example.com/a.tar.gz", "url"), ("http://x/y", "url"), ("git@github.com:moby/buildkit.git", "git"),
+    ("https://example.com/a.tar.gz", "url"), ("http://x/y", "url"),
+    ("git@github.com:moby/buildkit.git", "git"),
     ("https://github.com/moby/buildkit.git#v0.10.1", "git"), ("git://host/repo", "git"),
     ("local/file.txt", "local"), ("./http:/x", "local"),
 ])

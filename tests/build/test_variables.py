@@ -15,9 +15,11 @@ AMD64 = Platform("linux", "amd64")
 ARM = Platform.parse("linux/arm/v7")
 
 
+Evaluated = tuple[BuildPlan, dict[int, list[Step]], dict[int, StageVariables]]
+
+
 def build(text: str, build_args: dict | None = None, target: str | None = None,
-          base_env: list[str] | None = None, platform: Platform = AMD64) -> tuple[BuildPlan, dict[int, list[Step]],
-                                                                                dict[int, StageVariables]]:
+          base_env: list[str] | None = None, platform: Platform = AMD64) -> Evaluated:
     """Evaluate every needed stage the way the executor will: stage variables from the base image's Env
     (`base_env`) or derived from the parent stage."""
     df = parse_dockerfile(text)
@@ -162,8 +164,9 @@ def test_proxy_args() -> None:
 
 
 def test_platform_args() -> None:
-    text = ("FROM --platform=$BUILDPLATFORM golang AS build\nARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT\n"
-            "WORKDIR /$TARGETPLATFORM\nARG BUILDARCH\nWORKDIR /$TARGETOS/$TARGETARCH/$TARGETVARIANT/$BUILDARCH\n"
+    text = ("FROM --platform=$BUILDPLATFORM golang AS build\n"
+            "ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT\nWORKDIR /$TARGETPLATFORM\nARG BUILDARCH\n"
+            "WORKDIR /$TARGETOS/$TARGETARCH/$TARGETVARIANT/$BUILDARCH\n"
             "WORKDIR /${TARGETSTAGE:-none}\n")
     plan, steps, _ = build(text, platform=ARM, target="build")
     assert plan.stages[0].platform == AMD64 and plan.stages[0].used_args == {"BUILDPLATFORM": "linux/amd64"}
@@ -197,7 +200,8 @@ def test_copy_heredoc_expansion() -> None:
 
 
 def test_run_mount_values_expand() -> None:
-    steps = last_steps("FROM a\nARG CACHE=go\nRUN --mount=type=cache,id=$CACHE,target=/root/.cache/$CACHE make\n")
+    steps = last_steps("FROM a\nARG CACHE=go\n"
+                       "RUN --mount=type=cache,id=$CACHE,target=/root/.cache/$CACHE make\n")
     (mount,) = steps[1].instruction.mounts
     assert (mount.id, mount.target) == ("go", "/root/.cache/go")
 
