@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from dockyard.errors import InvalidArgument
 
 
@@ -46,3 +49,18 @@ class BuildContextError(InvalidArgument):
 
 class SourceNotFound(BuildContextError):
     """A COPY/ADD source that matches nothing in the context (or is excluded by .dockerignore)."""
+
+
+@contextmanager
+def at_instruction(path: str, line: int, end_line: int | None = None) -> Iterator[None]:
+    """Report build-input errors raised inside the block at an instruction's file and line:
+
+        with at_instruction(ins.location.path, ins.line):
+            plan = plan_copy(tree, step.instruction.sources, dest)
+    """
+    try:
+        yield
+    except DockerfileError as e:
+        raise e.located(path, line, end_line) from None
+    except BuildContextError as e:
+        raise DockerfileError(e.message, path, line, end_line) from e

@@ -332,3 +332,20 @@ def test_parse_chown() -> None:
     assert parse_chown("bin") == ("bin", None)
     with pytest.raises(DockerfileError):
         parse_chown(":x")
+
+
+def test_symlink_loops(tmp_path: Path) -> None:
+    os.symlink("b", tmp_path / "a")
+    os.symlink("a", tmp_path / "b")
+    with SourceTree(str(tmp_path)) as tree:
+        with pytest.raises(BuildContextError, match="too many levels of symbolic links"):
+            targets(tree, ["a"])
+        assert sorted(e.path for e in tree.walk("")) == ["", "a", "b"]  # walks never follow links
+
+
+def test_errors_at_an_instruction(ctx: SourceTree) -> None:
+    from dockyard.build.errors import at_instruction
+    with pytest.raises(DockerfileError) as e, at_instruction("Dockerfile", 7):
+        targets(ctx, ["missing.txt"])
+    assert str(e.value).startswith("Dockerfile:7: ") and "missing.txt" in str(e.value)
+    assert isinstance(e.value.__cause__, SourceNotFound)
