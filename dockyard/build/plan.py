@@ -127,6 +127,15 @@ class BuildPlan:
         self.order = _needed(self.stages, self.target)
         return parsed
 
+    def parent_stage_triggers(self, index: int) -> list[str]:
+        """ONBUILD expressions of the stage this one is built FROM (BuildKit fires them in the child stage,
+        as it would for an image); pass them to `add_onbuild_triggers`. Empty for image bases."""
+        base = self.stages[index].base
+        if base.kind != "stage":
+            return []
+        assert base.stage is not None
+        return [ins.expression for ins in self.stages[base.stage].stage.instructions if isinstance(ins, Onbuild)]
+
     def unused_build_args(self) -> list[str]:
         return self.build_args.unused()
 

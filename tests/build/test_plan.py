@@ -160,3 +160,10 @@ def test_platform_parse() -> None:
     with pytest.raises(ValueError):
         Platform.parse("linux")
     assert Platform.host().os == "linux"
+
+
+def test_onbuild_of_a_parent_stage_fires_in_the_child() -> None:
+    p = plan("FROM a AS base\nONBUILD RUN echo child\nONBUILD COPY . /src\nFROM base\nRUN x\n")
+    assert p.parent_stage_triggers(1) == ["RUN echo child", "COPY . /src"]
+    assert p.parent_stage_triggers(0) == []
+    assert [t.keyword for t in p.add_onbuild_triggers(1, p.parent_stage_triggers(1))] == ["RUN", "COPY"]
