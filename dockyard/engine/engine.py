@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.monitor.client import MonitorClient
+    from dockyard.engine.networks import NetworkService
     from dockyard.engine.volumes import VolumeService
     from dockyard.store.metadata import Database
     from dockyard.store.store import Store
@@ -69,8 +70,15 @@ class Engine:
         service.in_use = lambda name: self.containers.volume_users(name)
         return service
 
+    @cached_property
+    def networks(self) -> NetworkService:
+        from dockyard.engine.networks import NetworkService
+
+        return NetworkService(self)
+
     def monitor(self) -> MonitorClient:
         from dockyard.engine.monitor.client import MonitorClient
+    from dockyard.engine.networks import NetworkService
 
         return MonitorClient(self.root_dir, self.run_root)
 
