@@ -78,7 +78,6 @@ class Engine:
 
     def monitor(self) -> MonitorClient:
         from dockyard.engine.monitor.client import MonitorClient
-    from dockyard.engine.networks import NetworkService
 
         return MonitorClient(self.root_dir, self.run_root)
 
