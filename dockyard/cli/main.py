@@ -67,12 +67,24 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("image", "load"): ("image_cmds", "load", "Load an image from a tar archive or STDIN"),
     ("image", "prune"): ("image_cmds", "prune", "Remove unused images"),
     ("image", "bootstrap"): ("image_cmds", "bootstrap", "Make a base image from a template (busybox, debian)"),
+    ("port",): ("network_cmds", "port", "List port mappings or a specific mapping for the container"),
+    ("container", "port"): ("network_cmds", "port", "List port mappings or a specific mapping for the container"),
+    ("network", "create"): ("network_cmds", "create", "Create a network"),
+    ("network", "ls"): ("network_cmds", "ls", "List networks"),
+    ("network", "list"): ("network_cmds", "ls", "List networks"),
+    ("network", "inspect"): ("network_cmds", "inspect", "Display detailed information on one or more networks"),
+    ("network", "rm"): ("network_cmds", "rm", "Remove one or more networks"),
+    ("network", "remove"): ("network_cmds", "rm", "Remove one or more networks"),
+    ("network", "prune"): ("network_cmds", "prune", "Remove all unused networks"),
+    ("network", "connect"): ("network_cmds", "connect", "Connect a container to a network"),
+    ("network", "disconnect"): ("network_cmds", "disconnect", "Disconnect a container from a network"),
     ("system", "info"): ("system_cmds", "info", "Display system-wide information"),
     ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
 }
 GROUPS = {
     "container": "Manage containers",
     "image": "Manage images",
+    "network": "Manage networks",
     "system": "Manage Docker",
 }
 USAGE_EXIT = 125

@@ -11,7 +11,7 @@ from dockyard import API_VERSION, __version__
 from dockyard.cli.output import human_size, print_formatted
 from dockyard.errors import NotFound
 
-OBJECT_TYPES = ("container", "image", "volume")
+OBJECT_TYPES = ("container", "image", "network", "volume")
 
 
 def inspect_parser(p: ArgumentParser) -> None:
@@ -36,6 +36,12 @@ def _find(ctx, name: str, kind: str | None, size: bool = False):
         image = service.records.lookup(name)
         if image is not None:
             return inspect_image(service, image)
+    if kind in (None, "network"):
+        networks = ctx.engine.networks
+        networks.ensure_predefined()
+        network = networks.records.lookup(name)
+        if network is not None:
+            return networks.inspect(network)
     if kind in (None, "volume"):
         volume = ctx.engine.volumes.find(name)
         if volume is not None:

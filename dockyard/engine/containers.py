@@ -96,6 +96,7 @@ class ContainerService:
             raise NotFound(f"No such image: {_familiar(image_name)}") from None
         host = dict(body.get("HostConfig") or {})
         _validate_host_config(host)
+        networks = self.engine.networks.endpoints_for_create(host, body.get("NetworkingConfig"))
         if name is not None:
             name = check_name(name)
             existing = self.records.lookup(name)
@@ -136,7 +137,7 @@ class ContainerService:
                 "RestartCount": 0, "Driver": self.store.snapshots.driver, "Platform": "linux", "MountLabel": "",
                 "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host,
                 "Mounts": mounts, "Config": config,
-                "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": {}},
+                "NetworkSettings": {"Bridge": "", "SandboxID": "", "Ports": {}, "Networks": networks},
             }
             self.records.add(ContainerRecord(container_id, name, image.id, now, data))
         except BaseException:
@@ -297,6 +298,3 @@ def _validate_host_config(host: dict[str, Any]) -> None:
                               f"{os.cpu_count()} CPUs available")
     if host.get("Runtime") not in (None, "", "dockyard", "runc"):
         raise InvalidArgument(f"unknown or invalid runtime name: {host['Runtime']}")
-    mode = host.get("NetworkMode") or "default"
-    if not (mode in ("default", "bridge", "none", "host") or mode.startswith("container:")):
-        raise NotFound(f"network {mode} not found")

@@ -80,6 +80,13 @@ CREATE TABLE volumes (
     anonymous INTEGER NOT NULL DEFAULT 0,
     data      TEXT NOT NULL                -- JSON: Labels, Options
 );
+""", """
+CREATE TABLE networks (
+    id       TEXT PRIMARY KEY,             -- 64 hex
+    name     TEXT NOT NULL UNIQUE,
+    created  REAL NOT NULL,
+    data     TEXT NOT NULL                 -- JSON: Driver, IPAM, Internal, Options, Labels... as `inspect` shows them
+);
 """]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -10,10 +10,10 @@ import time
 
 from dockyard.engine.monitor import protocol
 from dockyard.engine.monitor.endpoint import monitor_alive, socket_path
-from dockyard.errors import Conflict, DockyardError, HostError, InvalidArgument, NotFound, NotModified
+from dockyard.errors import Conflict, DockyardError, Forbidden, HostError, InvalidArgument, NotFound, NotModified
 
 START_TIMEOUT = 10.0
-ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified}
+ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified, 403: Forbidden}
 
 
 def raise_for(reply: dict) -> dict:
@@ -89,9 +89,13 @@ class MonitorClient:
         if monitor_alive(self.run_root):
             return  # starting up, or about to exit: the connect loop retries
         log = open(os.path.join(self.run_root, "monitor.log"), "ab")
+        # The monitor runs this very code (a work tree's, not whatever is installed): it starts in "/".
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
+                                                                          os.environ.get("PYTHONPATH")]))}
         subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", "--root", self.root],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                         cwd="/")
+                         cwd="/", env=env)
         log.close()
 
     def open(self, message: dict, fds: list[int] | None = None) -> Stream:

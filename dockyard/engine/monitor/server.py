@@ -185,6 +185,8 @@ class Monitor:
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def serve(self) -> None:
+        # Networking first: it sweeps what a dead monitor left, and brings its DNS sockets to this loop.
+        self.engine.networks.serve_in_monitor(self.sel, self.add_timer)
         self._reconcile()
         while not self.stop_requested:
             timeout = 1.0
@@ -206,6 +208,10 @@ class Monitor:
             if self._idle() and now - self.last_activity > self.idle_timeout:
                 break
         self.listener.close()
+        try:
+            self.engine.networks.stop_in_monitor()  # bridges, NAT rules, DNS sockets go with the monitor
+        except Exception as e:  # noqa: BLE001
+            _log(f"taking networks down: {e!r}")
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
@@ -331,6 +337,10 @@ class Monitor:
     def _op_shutdown(self, client: Client, request: dict) -> None:
         client.reply({"ok": True})
         self.stop_requested = True
+
+    def _op_network(self, client: Client, request: dict) -> None:
+        """network rm/prune/connect/disconnect while the monitor holds the live network state."""
+        client.reply(self.engine.networks.monitor_request(request))
 
     def _op_create(self, client: Client, request: dict) -> None:
         record = self.engine.containers.create(request["body"], name=request.get("name"))

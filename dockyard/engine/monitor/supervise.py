@@ -75,8 +75,12 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
     _populate_volumes(engine, record, rootfs)
     files = {"/etc/hostname": data["HostnamePath"], "/etc/hosts": data["HostsPath"],
              "/etc/resolv.conf": data["ResolvConfPath"]}
-    netns = engine.networks.attach(record)
-    spec = spec_for(data, rootfs, files, netns)
+    try:
+        netns = engine.networks.attach(record)
+        spec = spec_for(data, rootfs, files, netns)
+    except BaseException:
+        cleanup(engine, record)  # nothing half-made stays: the network, the rootfs mount
+        raise
     spec["root"]["path"] = "rootfs"
     if config.get("Tty") and console_size:
         spec["process"]["consoleSize"] = {"height": console_size[0], "width": console_size[1]}

@@ -1,0 +1,1 @@
+"""Container networking (see the package docstring once written)."""
