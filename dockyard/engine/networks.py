@@ -222,6 +222,8 @@ class NetworkService:
         if mode.startswith("container:"):
             if not mode.split(":", 1)[1]:
                 raise InvalidArgument("--network: container name or id is required")
+            if host.get("PortBindings") or host.get("PublishAllPorts"):
+                raise InvalidArgument("conflicting options: port publishing and the container type network mode")
             return {}
         name = "bridge" if mode == "default" else mode
         network = self.get(name)

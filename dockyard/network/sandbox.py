@@ -1,19 +1,20 @@
 """A container's network namespace (its sandbox, in Docker's words) and its endpoints on bridge networks.
 
-An endpoint is a veth pair: the host end (vdy<id8><n><rand>) is a port of the network's bridge, the other
+An endpoint is a veth pair: the host end (vdy<id6><n><rand5>) is a port of the network's bridge, the other
 end is eth<n> in the container's namespace with the endpoint's address (and, on the first network with a
 gateway, the default route). Both ends are made by one netlink request (see netlink.add_veth).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from dockyard.network.bridge import LiveNetwork, mac_for
-from dockyard.network.netlink import Netlink
+from dockyard.network.netlink import Netlink, NetlinkError
 from dockyard.network.ports import Binding
 
 
@@ -52,17 +53,23 @@ class Sandbox:
 
 
 def host_veth_name(container_id: str, index: int) -> str:
-    # 15 bytes at most; the random tail keeps a restart from meeting the old pair, which the kernel destroys
-    # asynchronously once the old namespace is gone.
-    return f"vdy{container_id[:8]}{index:x}{os.urandom(1).hex()}"
+    # 15 bytes at most. The random tail keeps a restart from meeting the old pair, which the kernel destroys
+    # asynchronously once the old namespace is gone (so detach need not wait for it).
+    return f"vdy{container_id[:6]}{index:x}{os.urandom(3).hex()[:5]}"
 
 
 def add_endpoint(nl: Netlink, inner: Netlink, netns_fd: int, sandbox: Sandbox, live: LiveNetwork,
                  address: IPv4Address, aliases: list[str], default_route: bool, static: bool) -> Endpoint:
     number = sandbox.next_interface()
-    endpoint = Endpoint(live, f"eth{number}", host_veth_name(sandbox.container_id, number), address,
-                        mac_for(address), os.urandom(32).hex(), aliases, static)
-    nl.add_veth(endpoint.host_veth, live.index, endpoint.interface, netns_fd, endpoint.mac)
+    endpoint = Endpoint(live, f"eth{number}", "", address, mac_for(address), os.urandom(32).hex(), aliases, static)
+    for attempt in range(4):
+        endpoint.host_veth = host_veth_name(sandbox.container_id, number)
+        try:
+            nl.add_veth(endpoint.host_veth, live.index, endpoint.interface, netns_fd, endpoint.mac)
+            break
+        except NetlinkError as e:
+            if e.errno != errno.EEXIST or attempt == 3:
+                raise
     try:
         index = inner.link_index(endpoint.interface)
         assert index is not None
