@@ -1,0 +1,34 @@
+"""A Debian container reaches what the host reaches (through NAT and the host's resolver): apt works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def debian_archive(tmp_path_factory) -> Path:
+    """debian:bookworm from `image bootstrap debian` (debootstrap, about 30 s), saved once."""
+    root = tmp_path_factory.mktemp("debian-root")
+    cli = CLI(root)
+    cli("image", "bootstrap", "debian", timeout=900)
+    archive = root.parent / "debian.tar"
+    cli("save", "-o", str(archive), "debian:bookworm")
+    return archive
+
+
+def test_apt_in_a_debian_container(dy, debian_archive):
+    dy("load", "-i", str(debian_archive))
+    out = dy.out("run", "--rm", "debian:bookworm", "sh", "-c",
+                 "apt-get update -q && apt-get install -y -q --no-install-recommends hello && hello", timeout=600)
+    assert "Hello, world!" in out
+    # On a user network the names go through the embedded DNS server's relay.
+    dy("network", "create", "aptnet")
+    out = dy.out("run", "--rm", "--network", "aptnet", "debian:bookworm", "sh", "-c",
+                 "grep nameserver /etc/resolv.conf && apt-get update -q", timeout=600)
+    assert "nameserver 127.0.0.11" in out and "Reading package lists" in out
