@@ -32,6 +32,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANCHORS = os.environ.get("ANCHORS", os.path.join(os.path.dirname(REPO), "shared", "bench", "anchors"))
 FILE_MB = 100
+WORKDIR = "/tmp/anchors-work-network"  # our own: a harness run of someone else's must not share scratch space
 
 
 def engine_commands(names: list[str], root: str) -> dict[str, str]:
@@ -64,7 +65,8 @@ def free_port() -> int:
 def run_anchors(engines: dict[str, str], out: str, scale: float) -> dict[str, dict[str, float]]:
     port = free_port()
     # (rm -f: podman's waits 10 s for busybox httpd, which ignores SIGTERM as PID 1; only S2.rm_f shows it.)
-    cmd = [ANCHORS, *engines.values(), "-s", "S1,S2", "--out", out, "--port", str(port), "--scale", str(scale)]
+    cmd = [ANCHORS, *engines.values(), "-s", "S1,S2", "--out", out, "--port", str(port), "--scale", str(scale),
+           "--workdir", WORKDIR]
     print("$", shlex.join(cmd), flush=True)
     subprocess.run(cmd, check=False)
     medians: dict[str, dict[str, float]] = {}
@@ -161,7 +163,7 @@ def main() -> int:
     os.makedirs(args.out, exist_ok=True)
     engines = engine_commands([e for e in args.engines.split(",") if e], args.root)
     if "dockyard" in engines:  # busybox:local (and debian:local) in dockyard's private root
-        sh([ANCHORS, "prepare", engines["dockyard"]], timeout=1200)
+        sh([ANCHORS, "prepare", engines["dockyard"], "--workdir", WORKDIR], timeout=1200)
     medians = {} if args.skip_anchors else run_anchors(engines, args.out, args.scale)
     rates = {}
     if not args.skip_throughput:

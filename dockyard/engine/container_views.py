@@ -64,6 +64,19 @@ def ports_text(data: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def api_ports(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET /containers/json Ports: [{IP, PrivatePort, PublicPort, Type}], exposed-only ports without IP."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in ((data.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+        for b in bindings or []:
+            out.append({"IP": b.get("HostIp") or "0.0.0.0", "PrivatePort": int(port),
+                        "PublicPort": int(b.get("HostPort") or 0), "Type": proto or "tcp"})
+    return out
+
+
 def summary(engine, record: ContainerRecord) -> dict[str, Any]:
     """GET /containers/json: one entry."""
     data = record.data
@@ -76,7 +89,7 @@ def summary(engine, record: ContainerRecord) -> dict[str, Any]:
         "ImageID": record.image_id,
         "Command": command,
         "Created": int(record.created),
-        "Ports": [],
+        "Ports": api_ports(data),
         "Labels": config.get("Labels") or {},
         "State": record.state.get("Status"),
         "Status": status_text(record.state),

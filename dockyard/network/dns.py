@@ -117,6 +117,7 @@ class _Pending:
     client: tuple[str, int]
     original_id: int
     deadline: float
+    servers: tuple[str, ...]  # only their answers are relayed back (a spoofed reply needs their address)
 
 
 class DnsServer:
@@ -211,9 +212,10 @@ class DnsServer:
         new_id = int.from_bytes(os.urandom(2), "big")
         while new_id in self.pending:
             new_id = int.from_bytes(os.urandom(2), "big")
-        self.pending[new_id] = _Pending(sock, client, q.id, time.monotonic() + FORWARD_TIMEOUT)
+        servers = tuple(upstreams[:3])
+        self.pending[new_id] = _Pending(sock, client, q.id, time.monotonic() + FORWARD_TIMEOUT, servers)
         message = struct.pack("!H", new_id) + data[2:]
-        for server in upstreams[:3]:
+        for server in servers:
             try:
                 relay.sendto(message, (server, 53))
             except OSError:
@@ -234,16 +236,18 @@ class DnsServer:
     def _reply(self, relay: socket.socket) -> None:
         for _ in range(64):
             try:
-                data, _ = relay.recvfrom(65535)
+                data, source = relay.recvfrom(65535)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 return
             if len(data) < 2:
                 continue
-            pending = self.pending.pop(struct.unpack_from("!H", data)[0], None)
-            if pending is None:
-                continue  # late, or the second server's answer to a query already answered
+            qid = struct.unpack_from("!H", data)[0]
+            pending = self.pending.get(qid)
+            if pending is None or source[0] not in pending.servers:
+                continue  # late, a second server's answer to a query already answered, or not from a server
+            del self.pending[qid]
             _send(pending.listener, struct.pack("!H", pending.original_id) + data[2:], pending.client)
 
     def _schedule_sweep(self) -> None:

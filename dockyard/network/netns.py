@@ -53,6 +53,7 @@ class Namespaces:
         host = self.host_fd()
         pin = self.path(container_id)
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        linux.umount_if_mounted(pin)  # a stale pin would otherwise be stacked under the new one
         os.close(os.open(pin, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
         _check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
         fd = -1

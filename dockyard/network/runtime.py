@@ -103,6 +103,8 @@ class NetworkRuntime(Resolver):
         if mode == "host" or mode.startswith("container:"):
             self._write_etc(record, None, host_network=mode == "host")
             return None
+        if record.id in self.sandboxes:  # attached twice without a detach: start from nothing
+            self._dismantle(self.sandboxes[record.id])
         wanted = self._attached_networks(record)
         if not wanted:  # none, or disconnected from everything: loopback only
             self._write_etc(record, None)
