@@ -38,14 +38,15 @@ def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-# --- create ---------------------------------------------------------------------------------------------------
+# --- create -------------------------------------------------------------------------------------------------
 
 def create_parser(p: ArgumentParser) -> None:
     p.add_argument("name", metavar="NETWORK")
     p.add_argument("-d", "--driver", default="bridge", help="Driver to manage the Network")
     p.add_argument("--subnet", action="append", default=[], help="Subnet in CIDR format that represents a "
                                                                   "network segment")
-    p.add_argument("--gateway", action="append", default=[], help="IPv4 or IPv6 Gateway for the master subnet")
+    p.add_argument("--gateway", action="append", default=[],
+                   help="IPv4 or IPv6 Gateway for the master subnet")
     p.add_argument("--ip-range", action="append", default=[], help="Allocate container ip from a sub-range")
     p.add_argument("--internal", action="store_true", help="Restrict external access to the network")
     p.add_argument("--attachable", action="store_true", help="Enable manual container attachment")
@@ -63,14 +64,15 @@ def create(args, ctx) -> int:
         raise InvalidArgument("every ip-range or gateway must have a corresponding subnet")
     record = ctx.engine.networks.create(
         args.name, driver=args.driver, subnet=args.subnet[0] if args.subnet else None,
-        gateway=args.gateway[0] if args.gateway else None, ip_range=args.ip_range[0] if args.ip_range else None,
+        gateway=args.gateway[0] if args.gateway else None,
+        ip_range=args.ip_range[0] if args.ip_range else None,
         internal=args.internal, attachable=args.attachable, labels=_pairs(args.label, "--label"),
         options=_pairs(args.opt, "--opt"))
     ctx.stdout.write(record.id + "\n")
     return 0
 
 
-# --- ls ---------------------------------------------------------------------------------------------------------
+# --- ls -----------------------------------------------------------------------------------------------------
 
 def ls_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--filter", action="append", help="Provide filter values (e.g. 'driver=bridge')")
@@ -117,7 +119,7 @@ def ls(args, ctx) -> int:
     return 0
 
 
-# --- inspect / rm / prune ---------------------------------------------------------------------------------------
+# --- inspect / rm / prune -----------------------------------------------------------------------------------
 
 def inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="NETWORK")
@@ -181,7 +183,7 @@ def prune(args, ctx) -> int:
     return 0
 
 
-# --- connect / disconnect ---------------------------------------------------------------------------------------
+# --- connect / disconnect -----------------------------------------------------------------------------------
 
 def connect_parser(p: ArgumentParser) -> None:
     p.add_argument("network", metavar="NETWORK")
@@ -203,7 +205,8 @@ def connect(args, ctx) -> int:
 def disconnect_parser(p: ArgumentParser) -> None:
     p.add_argument("network", metavar="NETWORK")
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("-f", "--force", action="store_true", help="Force the container to disconnect from a network")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="Force the container to disconnect from a network")
 
 
 def disconnect(args, ctx) -> int:
@@ -211,7 +214,7 @@ def disconnect(args, ctx) -> int:
     return 0
 
 
-# --- port -------------------------------------------------------------------------------------------------------
+# --- port ---------------------------------------------------------------------------------------------------
 
 def port_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")

@@ -61,7 +61,7 @@ class NetworkService:
         self.runtime = None  # a NetworkRuntime, in the monitor only (see serve_in_monitor)
         self._predefined_checked = False
 
-    # --- records ----------------------------------------------------------------------------------------------
+    # --- records --------------------------------------------------------------------------------------------
 
     def ensure_predefined(self) -> None:
         """bridge, host and none exist in every root, made by whichever process needs them first."""
@@ -83,8 +83,8 @@ class NetworkService:
                 network_id = os.urandom(32).hex()
                 is_bridge = name == "bridge"
                 data = _network_data(name, network_id, driver, str(subnet) if is_bridge else None,
-                                     str(ipam.default_gateway(subnet)) if is_bridge else None, None, False, False,
-                                     {}, options if is_bridge else {}, auto=is_bridge)
+                                     str(ipam.default_gateway(subnet)) if is_bridge else None, None, False,
+                                     False, {}, options if is_bridge else {}, auto=is_bridge)
                 records.append(NetworkRecord(network_id, name, time.time(), data))
             self.records.add_missing(records)
         self._predefined_checked = True
@@ -141,7 +141,8 @@ class NetworkService:
         options = dict(options or {})
         options.setdefault("com.docker.network.bridge.name", user_bridge_name(network_id))
         if len(options["com.docker.network.bridge.name"]) > 15:
-            raise InvalidArgument("bridge name (com.docker.network.bridge.name) must be at most 15 characters")
+            raise InvalidArgument("bridge name (com.docker.network.bridge.name) must be at most 15 "
+                                  "characters")
         data = _network_data(name, network_id, driver, str(network), str(gw), ip_range, internal, attachable,
                              dict(labels or {}), options, auto=not subnet)
         record = NetworkRecord(network_id, name, time.time(), data)
@@ -158,7 +159,8 @@ class NetworkService:
                 containers[container.id] = {
                     "Name": container.name, "EndpointID": settings.get("EndpointID", ""),
                     "MacAddress": settings.get("MacAddress", ""),
-                    "IPv4Address": f"{settings['IPAddress']}/{settings.get('IPPrefixLen', 0)}", "IPv6Address": ""}
+                    "IPv4Address": f"{settings['IPAddress']}/{settings.get('IPPrefixLen', 0)}",
+                    "IPv6Address": ""}
         data["Containers"] = containers
         return {"Name": data.pop("Name"), "Id": data.pop("Id"), **data}
 
@@ -214,7 +216,7 @@ class NetworkService:
     def _attached_running(self, record: NetworkRecord) -> bool:
         return bool(self.active_endpoints(record))
 
-    # --- containers' endpoints --------------------------------------------------------------------------------
+    # --- containers' endpoints ------------------------------------------------------------------------------
 
     def endpoints_for_create(self, host: dict[str, Any], networking: dict[str, Any] | None) -> dict[str, Any]:
         """NetworkSettings.Networks of a new container (validated: unknown networks, --ip, aliases)."""
@@ -223,7 +225,8 @@ class NetworkService:
             if not mode.split(":", 1)[1]:
                 raise InvalidArgument("--network: container name or id is required")
             if host.get("PortBindings") or host.get("PublishAllPorts"):
-                raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+                raise InvalidArgument("conflicting options: port publishing and the container type network "
+                                      "mode")
             return {}
         name = "bridge" if mode == "default" else mode
         network = self.get(name)
@@ -269,7 +272,8 @@ class NetworkService:
         if _settings_on(record, network) is None:
             raise Forbidden(f"container {record.id} is not connected to network {network.name}")
         if record.running:
-            self._in_monitor({"op": "network", "action": "disconnect", "id": network.id, "container": record.id})
+            self._in_monitor({"op": "network", "action": "disconnect", "id": network.id,
+                              "container": record.id})
             return
         self._set_endpoint(record.id, _settings_key(record, network), None)
 
@@ -288,10 +292,10 @@ class NetworkService:
             data.setdefault("NetworkSettings", {})["Networks"] = networks
         self.engine.containers.records.update(container_id, change)
 
-    # --- the monitor's seam -----------------------------------------------------------------------------------
+    # --- the monitor's seam ---------------------------------------------------------------------------------
 
     def serve_in_monitor(self, selector, add_timer) -> None:
-        """Called once by the monitor before it serves: builds the runtime, and sweeps a dead one's leftovers."""
+        """Called once by the monitor before it serves: builds the runtime, sweeps a dead one's leftovers."""
         from dockyard.network.runtime import NetworkRuntime
 
         self.ensure_predefined()
@@ -320,7 +324,8 @@ class NetworkService:
             record = self.engine.containers.get(request["container"])
             if action == "connect":
                 if _settings_on(record, network) is not None:
-                    raise Forbidden(f"endpoint with name {record.name} already exists in network {network.name}")
+                    raise Forbidden(f"endpoint with name {record.name} already exists in network "
+                                    f"{network.name}")
                 self._set_endpoint(record.id, network.name, request["settings"])
                 record = self.engine.containers.records.get(record.id)
                 if record.running:
@@ -375,9 +380,11 @@ def _check_endpoint_config(network: NetworkRecord, config: dict[str, Any]) -> No
         from dockyard.network import ipam
 
         if ipam.parse_address(ip) not in IPv4Network(network.subnet):
-            raise InvalidArgument(f"Invalid address {ip}: It does not belong to any of this network's subnets")
+            raise InvalidArgument(f"Invalid address {ip}: It does not belong to any of this network's "
+                                  f"subnets")
     if config.get("Aliases") and not user_network:
-        raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+        raise InvalidArgument("network-scoped alias is supported only for containers in user defined "
+                              "networks")
 
 
 def _endpoint_settings(network: NetworkRecord, config: dict[str, Any]) -> dict[str, Any]:

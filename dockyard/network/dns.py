@@ -19,8 +19,8 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 DNS_ADDRESS = "127.0.0.11"
 TYPE_A, TYPE_PTR, TYPE_AAAA = 1, 12, 28
@@ -83,7 +83,8 @@ def response(q: Question, rcode: int = 0, addresses: list[str] = (), ptr: str | 
     """An answer to q: A records for addresses, or one PTR record, or none with rcode."""
     records = []
     for address in addresses:
-        records.append(b"\xc0\x0c" + struct.pack("!HHIH", TYPE_A, CLASS_IN, TTL, 4) + socket.inet_aton(address))
+        records.append(b"\xc0\x0c" + struct.pack("!HHIH", TYPE_A, CLASS_IN, TTL, 4)
+                       + socket.inet_aton(address))
     if ptr is not None:
         target = encode_name(ptr)
         records.append(b"\xc0\x0c" + struct.pack("!HHIH", TYPE_PTR, CLASS_IN, TTL, len(target)) + target)
@@ -123,7 +124,8 @@ class _Pending:
 class DnsServer:
     """Listeners (one per container namespace) and the relay socket, on the monitor's selector."""
 
-    def __init__(self, selector, resolver: Resolver, add_timer: Callable[[float, Callable[[], None]], object]) -> None:
+    def __init__(self, selector, resolver: Resolver,
+                 add_timer: Callable[[float, Callable[[], None]], object]) -> None:
         self.selector = selector
         self.resolver = resolver
         self.add_timer = add_timer
@@ -132,7 +134,7 @@ class DnsServer:
         self.pending: dict[int, _Pending] = {}
         self.sweeping = False
 
-    # --- listeners ----------------------------------------------------------------------------------------------
+    # --- listeners ------------------------------------------------------------------------------------------
 
     @staticmethod
     def open_listener() -> socket.socket:
@@ -171,7 +173,7 @@ class DnsServer:
             self.upstream.close()
             self.upstream = None
 
-    # --- queries ------------------------------------------------------------------------------------------------
+    # --- queries --------------------------------------------------------------------------------------------
 
     def _query(self, container_id: str, sock: socket.socket) -> None:
         for _ in range(64):  # drain what is there, a bounded amount per event

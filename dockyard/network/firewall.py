@@ -42,7 +42,8 @@ def ruleset(bridge: str, subnet: str, internal: bool) -> str:
     masquerade += [f'oifname "{bridge}" ip saddr 127.0.0.0/8 masquerade',  # 127.0.0.1:port -> container
                    f'oifname "{bridge}" ip saddr {subnet} ct status dnat masquerade']  # hairpin
     if internal:
-        forward = [f'iifname "{bridge}" oifname != "{bridge}" drop', f'oifname "{bridge}" iifname != "{bridge}" drop']
+        forward = [f'iifname "{bridge}" oifname != "{bridge}" drop',
+                   f'oifname "{bridge}" iifname != "{bridge}" drop']
     else:
         # Docker's isolation between bridge networks; a published port stays reachable from any of them.
         forward = [f'oifname "{bridge}" iifname != "{bridge}" iifname "{prefix}*" ct status & dnat == 0 drop'
@@ -53,7 +54,8 @@ def ruleset(bridge: str, subnet: str, internal: bool) -> str:
              "fib daddr type local jump ports", "}",
              "chain output {", "type nat hook output priority -100; policy accept;",
              "fib daddr type local jump ports", "}",
-             "chain postrouting {", "type nat hook postrouting priority srcnat; policy accept;", *masquerade, "}",
+             "chain postrouting {", "type nat hook postrouting priority srcnat; policy accept;",
+             *masquerade, "}",
              "chain forward {", "type filter hook forward priority filter; policy accept;", *forward, "}",
              "chain input {", "type filter hook input priority filter; policy accept;",
              f'iifname "{bridge}" ip daddr 127.0.0.0/8 ct state new drop', "}",

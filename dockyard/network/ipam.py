@@ -42,7 +42,7 @@ def parse_address(text: str, what: str = "IP address") -> IPv4Address:
 
 
 def host_routes() -> list[tuple[IPv4Network, str]]:
-    """The host's IPv4 routes other than default ones, with their interface (from /proc/net/route: no `ip`)."""
+    """The host's IPv4 routes but default ones, with their interface (from /proc/net/route: no `ip`)."""
     routes = []
     with open("/proc/net/route") as f:
         next(f)
@@ -88,7 +88,8 @@ def default_gateway(subnet: IPv4Network) -> IPv4Address:
 class Allocator:
     """The addresses of one network in use by endpoints (kept by the monitor, in memory)."""
 
-    def __init__(self, subnet: IPv4Network, gateway: IPv4Address, ip_range: IPv4Network | None = None) -> None:
+    def __init__(self, subnet: IPv4Network, gateway: IPv4Address,
+                 ip_range: IPv4Network | None = None) -> None:
         self.subnet, self.gateway = subnet, gateway
         self.range = ip_range or subnet
         self.used: set[IPv4Address] = set()
@@ -101,8 +102,8 @@ class Allocator:
     def allocate(self, requested: IPv4Address | None = None) -> IPv4Address:
         if requested is not None:
             if requested not in self.subnet:
-                raise InvalidArgument(f"Invalid address {requested}: It does not belong to any of this network's "
-                                      f"subnets")
+                raise InvalidArgument(f"Invalid address {requested}: It does not belong to any of this "
+                                      f"network's subnets")
             if requested in self.used or not self._usable(requested):
                 raise Conflict(f"Address already in use: {requested}")
             self.used.add(requested)

@@ -31,7 +31,7 @@ NLA_F_NESTED = 0x8000
 _HEADER = struct.Struct("=IHHII")      # nlmsghdr: len, type, flags, seq, pid
 _IFINFO = struct.Struct("=BxHiII")     # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")      # ifaddrmsg: family, prefixlen, flags, scope, index
-_RTMSG = struct.Struct("=BBBBBBBBI")   # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTMSG = struct.Struct("=BBBBBBBBI")   # rtmsg: family, dst/src len, tos, table, protocol, scope, type, flags
 
 
 def attr(kind: int, payload: bytes) -> bytes:
@@ -71,7 +71,7 @@ class Netlink:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "Netlink":
+    def __enter__(self) -> Netlink:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -81,7 +81,8 @@ class Netlink:
         """Send one request; return the payloads of the answer messages (empty for a plain ack)."""
         self.seq += 1
         seq = self.seq
-        message = _HEADER.pack(_HEADER.size + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+        flags |= NLM_F_REQUEST | NLM_F_ACK
+        message = _HEADER.pack(_HEADER.size + len(body), kind, flags, seq, 0) + body
         self.sock.send(message)
         answers: list[bytes] = []
         while True:
@@ -102,7 +103,7 @@ class Netlink:
                     return answers
                 answers.append(payload)
 
-    # --- links ------------------------------------------------------------------------------------------------
+    # --- links ----------------------------------------------------------------------------------------------
 
     def link_index(self, name: str) -> int | None:
         try:
@@ -115,7 +116,8 @@ class Netlink:
 
     def add_bridge(self, name: str, mac: str, mtu: int = 1500) -> int:
         body = (ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(name) + attr(IFLA_ADDRESS, mac_bytes(mac))
-                + attr(IFLA_MTU, struct.pack("=I", mtu)) + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge")))
+                + attr(IFLA_MTU, struct.pack("=I", mtu))
+                + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge")))
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create bridge {name}")
         index = self.link_index(name)
         assert index is not None
@@ -129,8 +131,10 @@ class Netlink:
         ENOTCONN); bring it up from inside its namespace.
         """
         peer = (ifinfo() + name_attr(peer_name) + attr(IFLA_ADDRESS, mac_bytes(peer_mac))
-                + attr(IFLA_MTU, struct.pack("=I", mtu)) + attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)))
-        body = (ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(host_name) + attr(IFLA_MTU, struct.pack("=I", mtu))
+                + attr(IFLA_MTU, struct.pack("=I", mtu))
+                + attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)))
+        body = (ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(host_name)
+                + attr(IFLA_MTU, struct.pack("=I", mtu))
                 + attr(IFLA_MASTER, struct.pack("=I", master))
                 + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"veth"),
                          nested(IFLA_INFO_DATA, nested(VETH_INFO_PEER, peer))))
@@ -149,7 +153,7 @@ class Netlink:
             raise
         return True
 
-    # --- addresses and routes ---------------------------------------------------------------------------------
+    # --- addresses and routes -------------------------------------------------------------------------------
 
     def add_address(self, index: int, address: str, prefix_len: int, broadcast: str | None = None) -> None:
         packed = socket.inet_aton(address)
@@ -160,6 +164,7 @@ class Netlink:
         self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body, f"add address {address}/{prefix_len}")
 
     def add_default_route(self, gateway: str, index: int) -> None:
-        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+        body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE,
+                           RTN_UNICAST, 0)
         body += attr(RTA_GATEWAY, socket.inet_aton(gateway)) + attr(RTA_OIF, struct.pack("=I", index))
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, f"add default route via {gateway}")

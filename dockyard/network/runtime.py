@@ -14,8 +14,9 @@ only netlink requests and the DNS socket.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import Any, Callable
+from typing import Any
 
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.errors import Conflict, NotFound
@@ -53,7 +54,7 @@ class NetworkRuntime(Resolver):
             self._nft = Nft()
         return self._nft
 
-    # --- the monitor's life -----------------------------------------------------------------------------------
+    # --- the monitor's life ---------------------------------------------------------------------------------
 
     def sweep(self) -> None:
         """At monitor start: remove what a dead monitor left (namespaces, bridges, tables, rules)."""
@@ -94,7 +95,7 @@ class NetworkRuntime(Resolver):
             self.live[record.id] = live
         return live
 
-    # --- containers -------------------------------------------------------------------------------------------
+    # --- containers -----------------------------------------------------------------------------------------
 
     def attach(self, record: ContainerRecord) -> str | None:
         data = record.data
@@ -123,15 +124,14 @@ class NetworkRuntime(Resolver):
                 made.append((live, address))
                 addresses.append((address, requested is not None))
             user_network = any(not live.record.is_default_bridge for live in lives)
-            with self.ns.create(record.id) as netns_fd:
-                with Netlink() as inner:
-                    inner.set_up(1)
-                    if user_network and self.dns is not None:
-                        sandbox.dns = DnsServer.open_listener()
-                    for live, (_, settings), (address, static) in zip(lives, wanted, addresses):
-                        add_endpoint(self.nl, inner, netns_fd, sandbox, live, address,
-                                     list(settings.get("Aliases") or []),
-                                     default_route=live is primary and not live.record.internal, static=static)
+            with self.ns.create(record.id) as netns_fd, Netlink() as inner:
+                inner.set_up(1)
+                if user_network and self.dns is not None:
+                    sandbox.dns = DnsServer.open_listener()
+                for live, (_, settings), (address, static) in zip(lives, wanted, addresses):
+                    add_endpoint(self.nl, inner, netns_fd, sandbox, live, address,
+                                 list(settings.get("Aliases") or []),
+                                 default_route=live is primary and not live.record.internal, static=static)
             if sandbox.bindings:
                 firewall.add_ports(self.nft, primary.bridge,
                                    [b.mapping(str(sandbox.primary.address)) for b in sandbox.bindings])
@@ -185,7 +185,8 @@ class NetworkRuntime(Resolver):
         try:
             with self.ns.inside(record.id) as netns_fd:
                 with Netlink() as inner:
-                    add_endpoint(self.nl, inner, netns_fd, sandbox, live, address, list(settings.get("Aliases") or []),
+                    add_endpoint(self.nl, inner, netns_fd, sandbox, live, address,
+                                 list(settings.get("Aliases") or []),
                                  default_route=sandbox.primary is None and not network.internal,
                                  static=requested is not None)
                     if not network.is_default_bridge and sandbox.dns is None and self.dns is not None:
@@ -210,7 +211,8 @@ class NetworkRuntime(Resolver):
         endpoint = sandbox.endpoints.pop(network.id)
         self.nl.delete_link(endpoint.host_veth)
         endpoint.network.allocator.release(endpoint.address)
-        if sandbox.dns is not None and all(e.network.record.is_default_bridge for e in sandbox.endpoints.values()):
+        user_networks = [e for e in sandbox.endpoints.values() if not e.network.record.is_default_bridge]
+        if sandbox.dns is not None and not user_networks:
             if self.dns is not None:
                 self.dns.close(record.id)
             sandbox.dns.close()
@@ -230,9 +232,10 @@ class NetworkRuntime(Resolver):
                 out.append((network, settings))
         return out
 
-    # --- what the container sees and what inspect shows --------------------------------------------------------
+    # --- what the container sees and what inspect shows -----------------------------------------------------
 
-    def _write_etc(self, record: ContainerRecord, sandbox: Sandbox | None, host_network: bool = False) -> None:
+    def _write_etc(self, record: ContainerRecord, sandbox: Sandbox | None,
+                   host_network: bool = False) -> None:
         data = record.data
         host, config = data["HostConfig"], data["Config"]
         primary = sandbox.primary if sandbox else None
@@ -268,7 +271,7 @@ class NetworkRuntime(Resolver):
         except NotFound:
             pass
 
-    # --- the DNS server's questions (Resolver) ------------------------------------------------------------------
+    # --- the DNS server's questions (Resolver) --------------------------------------------------------------
 
     def _user_endpoints(self, container_id: str) -> list[Endpoint]:
         sandbox = self.sandboxes.get(container_id)
@@ -281,7 +284,7 @@ class NetworkRuntime(Resolver):
         for mine in self._user_endpoints(container_id):
             network = mine.network.record
             suffix = "." + network.name.lower()
-            short = name[: -len(suffix)] if name.endswith(suffix) else name
+            short = name.removesuffix(suffix)
             for other in self.sandboxes.values():
                 endpoint = other.endpoints.get(network.id)
                 if endpoint is None:
@@ -323,7 +326,8 @@ def endpoint_view(settings: dict[str, Any], endpoint: Endpoint, container_id: st
     if not network.record.is_default_bridge and container_id[:12] not in aliases:
         aliases.append(container_id[:12])
     return {**settings, "Aliases": aliases or None, "NetworkID": network.record.id,
-            "EndpointID": endpoint.endpoint_id, "Gateway": "" if network.record.internal else str(network.gateway),
+            "EndpointID": endpoint.endpoint_id,
+            "Gateway": "" if network.record.internal else str(network.gateway),
             "IPAddress": str(endpoint.address), "IPPrefixLen": network.subnet.prefixlen, "IPv6Gateway": "",
             "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": endpoint.mac}
 
@@ -371,5 +375,5 @@ def stopped_view(settings: dict[str, Any]) -> dict[str, Any]:
             if key in entry:
                 entry[key] = 0
         networks[name] = entry
-    return {**settings, **{k: "" for k in RUNTIME_FIELDS}, "IPPrefixLen": 0, "SandboxKey": "", "SandboxID": "",
-            "Ports": {}, "Networks": networks}
+    return {**settings, **{k: "" for k in RUNTIME_FIELDS}, "IPPrefixLen": 0, "SandboxKey": "",
+            "SandboxID": "", "Ports": {}, "Networks": networks}

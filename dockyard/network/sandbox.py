@@ -61,7 +61,8 @@ def host_veth_name(container_id: str, index: int) -> str:
 def add_endpoint(nl: Netlink, inner: Netlink, netns_fd: int, sandbox: Sandbox, live: LiveNetwork,
                  address: IPv4Address, aliases: list[str], default_route: bool, static: bool) -> Endpoint:
     number = sandbox.next_interface()
-    endpoint = Endpoint(live, f"eth{number}", "", address, mac_for(address), os.urandom(32).hex(), aliases, static)
+    endpoint = Endpoint(live, f"eth{number}", "", address, mac_for(address), os.urandom(32).hex(), aliases,
+                        static)
     for attempt in range(4):
         endpoint.host_veth = host_veth_name(sandbox.container_id, number)
         try:

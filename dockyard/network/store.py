@@ -16,7 +16,7 @@ PREDEFINED = ("bridge", "host", "none")
 class NetworkRecord:
     """A network as stored: `data` holds Docker's inspect fields (Driver, IPAM, Options, Labels...)."""
 
-    __slots__ = ("id", "name", "created", "data")
+    __slots__ = ("created", "data", "id", "name")
 
     def __init__(self, id: str, name: str, created: float, data: dict[str, Any]) -> None:
         self.id, self.name, self.created, self.data = id, name, created, data
@@ -79,7 +79,8 @@ class NetworkStore:
             rows = self.db.query("SELECT * FROM networks WHERE id >= ? AND id < ? LIMIT 2",
                                  (name_or_id, name_or_id + "g"))
             if len(rows) > 1:
-                raise Conflict(f"network {name_or_id} is ambiguous ({len(rows)} matches found based on ID prefix)")
+                raise Conflict(f"network {name_or_id} is ambiguous ({len(rows)} matches found based on ID "
+                               f"prefix)")
             if rows:
                 return _record(rows[0])
         return None

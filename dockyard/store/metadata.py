@@ -85,7 +85,7 @@ CREATE TABLE networks (
     id       TEXT PRIMARY KEY,             -- 64 hex
     name     TEXT NOT NULL UNIQUE,
     created  REAL NOT NULL,
-    data     TEXT NOT NULL                 -- JSON: Driver, IPAM, Internal, Options, Labels... as `inspect` shows them
+    data     TEXT NOT NULL                 -- JSON: Driver, IPAM, Options, Labels... as `inspect` shows them
 );
 """]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -24,8 +24,8 @@ def debian_archive(tmp_path_factory) -> Path:
 
 def test_apt_in_a_debian_container(dy, debian_archive):
     dy("load", "-i", str(debian_archive))
-    out = dy.out("run", "--rm", "debian:bookworm", "sh", "-c",
-                 "apt-get update -q && apt-get install -y -q --no-install-recommends hello && hello", timeout=600)
+    script = "apt-get update -q && apt-get install -y -q --no-install-recommends hello && hello"
+    out = dy.out("run", "--rm", "debian:bookworm", "sh", "-c", script, timeout=600)
     assert "Hello, world!" in out
     # On a user network the names go through the embedded DNS server's relay.
     dy("network", "create", "aptnet")

@@ -9,7 +9,15 @@ import subprocess
 import sys
 
 from tests.network.helpers import (
-    bridge_of, free_port, http_get, http_ready, inspect, links, pins, port_map, wait_for,
+    bridge_of,
+    free_port,
+    http_get,
+    http_ready,
+    inspect,
+    links,
+    pins,
+    port_map,
+    wait_for,
 )
 
 UDP_ECHO = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', 53))\n"
@@ -50,8 +58,8 @@ def test_none_host_and_container_modes(dy, busybox):
     assert "lo:" in host_links and host_links.count("\n") > 2
     dy("run", "-d", "--name", "owner", "busybox", "sleep", "100")
     mine = dy.out("exec", "owner", "ip", "-4", "-o", "addr", "show", "eth0").split()[3]
-    shared = dy.out("run", "--rm", "--network", "container:owner", "busybox", "ip", "-4", "-o", "addr", "show",
-                    "eth0").split()[3]
+    shared = dy.out("run", "--rm", "--network", "container:owner", "busybox", "ip", "-4", "-o", "addr",
+                    "show", "eth0").split()[3]
     assert mine == shared
     bad = dy("run", "--rm", "--network", "container:owner", "-p", "80", "busybox", "true", check=False)
     assert bad.returncode == 125 and b"conflicting options" in bad.stderr
@@ -84,8 +92,8 @@ def test_server_bound_to_loopback_is_not_published(dy, busybox):
     web(dy, "lo-only", "-p", f"{inside}:80", bind="127.0.0.1:80")
     web(dy, "all", "-p", f"{outside}:80", bind="0.0.0.0:80")
     assert b"hello-all" in wait_for(lambda: http_ready("127.0.0.1", outside, "/index.html"))
-    assert dy.out("exec", "lo-only", "sh", "-c",
-                  "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 80").count("hello-lo-only")
+    inside_get = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 80"
+    assert "hello-lo-only" in dy.out("exec", "lo-only", "sh", "-c", inside_get)  # it does serve, inside
     try:
         reply = http_get("127.0.0.1", inside, "/index.html", timeout=2)
     except OSError:
@@ -95,9 +103,9 @@ def test_server_bound_to_loopback_is_not_published(dy, busybox):
 
 def test_ephemeral_ranges_publish_all_udp_and_host_ip(dy, busybox):
     low = free_port()
-    dy("run", "-d", "--name", "pp", "-p", "80", "-p", f"{low}-{low + 20}:81", "-p", f"127.0.0.1:{low + 30}:82",
-       "-p", f"{low + 40}:53/udp", "--expose", "90", "-P", "busybox", "sh", "-c",
-       "mkdir /www; echo p > /www/index.html; httpd -p 80 -h /www; httpd -p 90 -h /www; "
+    dy("run", "-d", "--name", "pp", "-p", "80", "-p", f"{low}-{low + 20}:81",
+       "-p", f"127.0.0.1:{low + 30}:82", "-p", f"{low + 40}:53/udp", "--expose", "90", "-P", "busybox",
+       "sh", "-c", "mkdir /www; echo p > /www/index.html; httpd -p 80 -h /www; httpd -p 90 -h /www; "
        "exec sleep 1000")
     ports = inspect(dy, "pp")["NetworkSettings"]["Ports"]
     ephemeral = int(ports["80/tcp"][0]["HostPort"])
@@ -135,7 +143,8 @@ def test_port_in_use_is_a_clear_error_and_nothing_is_left(dy, busybox):
     holder.listen()
     try:
         before_links = links("vdy")
-        result = dy("run", "-d", "--name", "clash", "-p", f"{port}:80", "busybox", "sleep", "100", check=False)
+        result = dy("run", "-d", "--name", "clash", "-p", f"{port}:80", "busybox", "sleep", "100",
+                    check=False)
         assert result.returncode == 125
         assert f"0.0.0.0:{port}".encode() in result.stderr and b"already allocated" in result.stderr
         state = inspect(dy, "clash")["State"]
@@ -144,7 +153,8 @@ def test_port_in_use_is_a_clear_error_and_nothing_is_left(dy, busybox):
         # The same port twice: the second container fails, the first keeps it.
         holder.close()
         dy("start", "clash")
-        second = dy("run", "-d", "--name", "clash2", "-p", f"{port}:80", "busybox", "sleep", "100", check=False)
+        second = dy("run", "-d", "--name", "clash2", "-p", f"{port}:80", "busybox", "sleep", "100",
+                    check=False)
         assert second.returncode == 125 and f"Bind for 0.0.0.0:{port} failed".encode() in second.stderr
         assert inspect(dy, "clash")["State"]["Running"]
     finally:

@@ -8,13 +8,25 @@ import signal
 import socket
 
 from tests.network.helpers import (
-    bridge_of, forward_rules, free_port, http_ready, inspect, links, monitor_pid, nft_tables, pin_mounts, pins,
-    port_map, stop_monitor, wait_for,
+    bridge_of,
+    forward_rules,
+    free_port,
+    http_ready,
+    inspect,
+    links,
+    monitor_pid,
+    nft_tables,
+    pin_mounts,
+    pins,
+    port_map,
+    stop_monitor,
+    wait_for,
 )
 
 
 def sockets_of(pid: int) -> int:
-    return sum(1 for fd in os.listdir(f"/proc/{pid}/fd") if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"))
+    fds = os.listdir(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"))
 
 
 def test_containers_and_networks_leave_nothing(dy, busybox):
@@ -43,7 +55,8 @@ def test_containers_and_networks_leave_nothing(dy, busybox):
     assert links(user_bridge) == [] and nft_tables(user_bridge) == [] and forward_rules(user_bridge) == []
     assert links(default_bridge) == [default_bridge]
     stop_monitor(dy)
-    assert links(default_bridge) == [] and nft_tables(default_bridge) == [] and forward_rules(default_bridge) == []
+    assert links(default_bridge) == [] and nft_tables(default_bridge) == []
+    assert forward_rules(default_bridge) == []
 
 
 def test_killed_monitor_leaves_nothing_behind(dy, busybox):

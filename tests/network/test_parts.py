@@ -16,7 +16,8 @@ from dockyard.network import dns, etc_files, firewall, ipam, ports
 
 
 def query(name: str, qtype: int = dns.TYPE_A, qid: int = 0x1234) -> bytes:
-    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + dns.encode_name(name) + struct.pack("!HH", qtype, 1)
+    header = struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    return header + dns.encode_name(name) + struct.pack("!HH", qtype, 1)
 
 
 def test_dns_query_parse_and_answers():
@@ -63,15 +64,18 @@ def test_port_plan():
     host = {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}], "53/udp": [{}]},
             "PublishAllPorts": True}
     config = {"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "443/tcp": {}}}
-    assert sorted(ports.wanted(host, config)) == [("tcp", 80, "", "8080"), ("tcp", 443, "", ""), ("udp", 53, "", "")]
+    assert sorted(ports.wanted(host, config)) == [("tcp", 80, "", "8080"), ("tcp", 443, "", ""),
+                                                  ("udp", 53, "", "")]
     made = ports.reserve({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}}, {}, "x")
     try:
         assert made[0].host_port > 0 and made[0].host_ip == "127.0.0.1"
-        with pytest.raises(Conflict, match=f"127.0.0.1:{made[0].host_port} failed: port is already allocated"):
+        taken = f"127.0.0.1:{made[0].host_port} failed: port is already allocated"
+        with pytest.raises(Conflict, match=taken):
             ports.reserve({"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1",
                                                         "HostPort": str(made[0].host_port)}]}}, {}, "x")
         view = ports.ports_view({"ExposedPorts": {"80/tcp": {}, "81/tcp": {}}}, made)
-        assert view == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(made[0].host_port)}], "81/tcp": None}
+        assert view == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(made[0].host_port)}],
+                        "81/tcp": None}
     finally:
         for b in made:
             b.release()
@@ -109,17 +113,16 @@ def test_netlink_and_pinned_namespaces(tmp_path):
         index = nl.add_bridge(bridge, "02:42:0a:d5:fe:01")
         try:
             nl.add_address(index, "10.213.254.1", 24, "10.213.254.255")
-            with spaces.create("c1") as fd:
-                with Netlink() as inner:
-                    inner.set_up(1)
-                    nl.add_veth(bridge + "v", index, "eth0", fd, "02:42:0a:d5:fe:02")
-                    eth0 = inner.link_index("eth0")
-                    inner.set_up(eth0)
-                    inner.add_address(eth0, "10.213.254.2", 24, "10.213.254.255")
-                    inner.add_default_route("10.213.254.1", eth0)
+            with spaces.create("c1") as fd, Netlink() as inner:
+                inner.set_up(1)
+                nl.add_veth(bridge + "v", index, "eth0", fd, "02:42:0a:d5:fe:02")
+                eth0 = inner.link_index("eth0")
+                inner.set_up(eth0)
+                inner.add_address(eth0, "10.213.254.2", 24, "10.213.254.255")
+                inner.add_default_route("10.213.254.1", eth0)
             assert nl.link_index(bridge + "v") is not None
-            out = subprocess.run(["nsenter", f"--net={spaces.path('c1')}", "ip", "route"], capture_output=True,
-                                 text=True).stdout
+            out = subprocess.run(["nsenter", f"--net={spaces.path('c1')}", "ip", "route"],
+                                 capture_output=True, text=True).stdout
             assert "default via 10.213.254.1 dev eth0" in out
             assert spaces.pinned() == ["c1"]
             spaces.remove("c1")

@@ -1,4 +1,5 @@
-"""User-defined networks: the network commands, Docker's errors, embedded DNS, connect/disconnect, isolation."""
+"""User-defined networks: the network commands, Docker's errors, embedded DNS, connect/disconnect and
+isolation."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_create_ls_inspect_rm_and_errors(dy, busybox):
     assert [line.split()[1] for line in lines[1:]] == ["bridge", "front", "host", "none"]
     assert f"{network_id[:12]}   front     bridge    local" in lines
     assert dy.out("network", "ls", "-q", "--filter", "name=front") == network_id[:12] + "\n"
-    assert dy.out("network", "ls", "--format", "{{.Name}} {{.Driver}}", "-f", "type=custom") == "front bridge\n"
+    custom = dy.out("network", "ls", "--format", "{{.Name}} {{.Driver}}", "-f", "type=custom")
+    assert custom == "front bridge\n"
     doc = json.loads(dy.out("network", "inspect", "front"))[0]
     assert doc["Id"] == network_id and doc["Driver"] == "bridge" and doc["Scope"] == "local"
     assert doc["IPAM"]["Config"] == [{"Subnet": subnet, "Gateway": subnet.replace(".0/24", ".1")}]
@@ -92,8 +94,8 @@ def test_static_ip_dns_servers_and_internal(dy, busybox):
     subnet = random_subnet()
     dy("network", "create", "--subnet", subnet, "fixed")
     fixed = subnet.replace(".0/24", ".77")
-    out = dy.out("run", "--rm", "--network", "fixed", "--ip", fixed, "busybox", "ip", "-4", "-o", "addr", "show",
-                 "eth0")
+    out = dy.out("run", "--rm", "--network", "fixed", "--ip", fixed, "busybox", "ip", "-4", "-o", "addr",
+                 "show", "eth0")
     assert f"inet {fixed}/24" in out
     bad = dy("run", "--rm", "--network", "fixed", "--ip", "192.0.2.5", "busybox", "true", check=False)
     assert bad.returncode == 125 and b"does not belong to any of this network's subnets" in bad.stderr

@@ -10,7 +10,9 @@ import time
 
 from dockyard.engine.monitor import protocol
 from dockyard.engine.monitor.endpoint import monitor_alive, socket_path
-from dockyard.errors import Conflict, DockyardError, Forbidden, HostError, InvalidArgument, NotFound, NotModified
+from dockyard.errors import (
+    Conflict, DockyardError, Forbidden, HostError, InvalidArgument, NotFound, NotModified,
+)
 
 START_TIMEOUT = 10.0
 ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified, 403: Forbidden}
