@@ -8,7 +8,6 @@ from dockyard import linux
 from dockyard.engine.container_spec import spec_for
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.engine.monitor.logs import JsonLogWriter, parse_size
-from dockyard.errors import DockyardError
 
 
 class Launched:
