@@ -6,6 +6,11 @@ gets the exit status with `os.waitpid(pid, 0)` (or a pidfd) like for any child; 
 once the process has exited. A short-lived caller (the `dockyard-runtime create` command) exits after create;
 the init is then reparented to the nearest subreaper (conmon, podman's monitor) or the host's init, which
 reaps it. The runtime never waits for a container itself, except `delete --force` waiting for it to die.
+
+Processes started by exec_process are the caller's children as well. When a container's init dies, the kernel
+kills the rest of its pid namespace, and the init's own exit is only reported once every process of that
+namespace has been reaped, so a caller must reap its exec'd children independently (waitpid(-1) or one
+pidfd per child), not block on the init first.
 """
 
 from __future__ import annotations

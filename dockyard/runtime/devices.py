@@ -29,6 +29,10 @@ DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
 SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
             ("/proc/self/fd/2", "stderr"))
 
+# <asm-generic/ioctls.h> (x86_64 and aarch64 alike); Python's termios module lacks these two.
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
+
 _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
@@ -90,8 +94,8 @@ def create_symlinks(rootfd: int) -> None:
 def open_console() -> tuple[int, str]:
     """Open a new pty pair in the container's devpts (call after pivot_root). Returns (master fd, slave path)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, termios.TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
-    number = int.from_bytes(fcntl.ioctl(master, termios.TIOCGPTN, b"\0\0\0\0"), "little")
+    fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
+    number = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"), "little")
     return master, f"/dev/pts/{number}"
 
 
