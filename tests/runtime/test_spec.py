@@ -1,0 +1,113 @@
+"""Spec generation with Docker's defaults, user resolution in the image, option parsing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dockyard.errors import InvalidArgument, NotFound
+from dockyard.runtime import mounts, seccomp, seccomp_default, users
+from dockyard.runtime.spec import DEFAULT_CAPS, MASKED_PATHS, SpecOptions, generate_spec
+
+
+def test_docker_defaults() -> None:
+    spec = generate_spec(SpecOptions(args=["sh"]))
+    assert spec["process"]["capabilities"]["bounding"] == DEFAULT_CAPS and len(DEFAULT_CAPS) == 14
+    assert spec["linux"]["maskedPaths"] == MASKED_PATHS
+    assert "/proc/sys" in spec["linux"]["readonlyPaths"]
+    shm = next(m for m in spec["mounts"] if m["destination"] == "/dev/shm")
+    assert f"size={64 << 20}" in shm["options"]
+    assert {n["type"] for n in spec["linux"]["namespaces"]} == {"pid", "network", "ipc", "uts", "mount"}
+    assert spec["process"]["env"][0].startswith("PATH=")
+    assert spec["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
+
+
+def test_caps_add_drop_and_privileged() -> None:
+    caps = generate_spec(SpecOptions(args=["sh"], cap_add=["net_admin"], cap_drop=["CAP_CHOWN"]))
+    bounding = caps["process"]["capabilities"]["bounding"]
+    assert "CAP_NET_ADMIN" in bounding and "CAP_CHOWN" not in bounding
+    assert generate_spec(SpecOptions(args=["sh"], cap_drop=["ALL"]))["process"]["capabilities"]["bounding"] == []
+    priv = generate_spec(SpecOptions(args=["sh"], privileged=True))
+    assert "seccomp" not in priv["linux"] and "maskedPaths" not in priv["linux"]
+    assert "CAP_SYS_ADMIN" in priv["process"]["capabilities"]["bounding"]
+    with pytest.raises(InvalidArgument):
+        generate_spec(SpecOptions(args=["sh"], cap_add=["NOT_A_CAP"]))
+
+
+def test_resources_and_docker_memory_semantics() -> None:
+    res = generate_spec(SpecOptions(args=["sh"], memory=100, cpus=1.5, pids_limit=10, cpuset_cpus="0-1"))
+    r = res["linux"]["resources"]
+    assert r["memory"] == {"limit": 100, "swap": 200}  # docker: swap defaults to twice the memory
+    assert r["cpu"] == {"period": 100000, "quota": 150000, "cpus": "0-1"}
+    assert r["pids"] == {"limit": 10}
+    with pytest.raises(InvalidArgument):
+        generate_spec(SpecOptions(args=["sh"], memory=100, memory_swap=50))
+
+
+def test_user_mount_replaces_default_destination() -> None:
+    spec = generate_spec(SpecOptions(args=["sh"], tmpfs={"/dev/shm": "size=1m"}))
+    shms = [m for m in spec["mounts"] if m["destination"] == "/dev/shm"]
+    assert len(shms) == 1 and "size=1m" in shms[0]["options"]
+
+
+def test_seccomp_profile_by_capability() -> None:
+    default = seccomp_default.profile(DEFAULT_CAPS, "x86_64")
+    allowed = set(default["syscalls"][0]["names"])
+    assert "mount" not in allowed and "read" in allowed and "arch_prctl" in allowed
+    admin = seccomp_default.profile(DEFAULT_CAPS + ["CAP_SYS_ADMIN"], "x86_64")
+    assert "mount" in admin["syscalls"][0]["names"]
+    assert not any(r["names"] == ["clone3"] for r in admin["syscalls"])
+    assert len(seccomp.compile_bpf(default)) % 8 == 0
+
+
+def test_docker_format_profile_file(tmp_path: Path) -> None:
+    import json
+
+    profile = {"defaultAction": "SCMP_ACT_ERRNO",
+               "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+               "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+                            {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}}]}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(profile))
+    spec = generate_spec(SpecOptions(args=["sh"], seccomp=str(path)))
+    names = [n for r in spec["linux"]["seccomp"]["syscalls"] for n in r["names"]]
+    assert names == ["read"]
+    if os.uname().machine == "x86_64":
+        assert spec["linux"]["seccomp"]["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]
+
+
+def test_mount_option_parsing() -> None:
+    o = mounts.parse_options(["rbind", "ro", "nosuid", "rprivate", "size=1m", "rw", "exec"])
+    assert o.is_bind and o.flags & mounts.sc.MS_REC and not o.flags & mounts.sc.MS_RDONLY
+    assert o.data == ["size=1m"] and o.propagation == [mounts.sc.MS_PRIVATE | mounts.sc.MS_REC]
+
+
+@pytest.fixture
+def image_root(tmp_path: Path) -> Path:
+    root = tmp_path / "img"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001:App:/srv/app:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nstaff:x:50:app,other\napp:x:1001:\naudio:x:29:app\n")
+    return root
+
+
+def test_resolve_users(image_root: Path) -> None:
+    u = users.resolve(str(image_root), "app")
+    assert (u.uid, u.gid, u.additional_gids, u.home) == (1000, 1001, [50, 29], "/srv/app")
+    assert users.resolve(str(image_root), "app:staff").gid == 50
+    assert users.resolve(str(image_root), "1000:7").gid == 7
+    anon = users.resolve(str(image_root), "4242")
+    assert (anon.uid, anon.gid, anon.home) == (4242, 0, "/")
+    with pytest.raises(NotFound):
+        users.resolve(str(image_root), "ghost")
+    with pytest.raises(InvalidArgument):
+        users.resolve(str(image_root), str(2**32))
+
+
+def test_resolve_users_never_reads_host_files(image_root: Path) -> None:
+    (image_root / "etc" / "passwd").unlink()
+    os.symlink("/etc/passwd", image_root / "etc" / "passwd")  # the host's, if followed naively
+    with pytest.raises(NotFound):
+        users.resolve(str(image_root), "daemon")  # in the host's passwd, not the image's
