@@ -354,3 +354,43 @@ def remove(created: list[str], timeout: float = 2.0) -> None:
                 if e.errno not in (errno.EBUSY, errno.ENOTEMPTY) or time.monotonic() > deadline:
                     raise HostError(f"cannot remove cgroup {d}: {e.strerror}") from None
                 time.sleep(0.005)
+
+
+def freeze(dirs: dict[str, str], frozen: bool, timeout: float = 5.0) -> None:
+    """Pause or resume every process of the container: v1 freezer.state, else v2 cgroup.freeze."""
+    for mountpoint, d in dirs.items():
+        if os.path.exists(os.path.join(d, "freezer.state")):
+            _write(os.path.join(d, "freezer.state"), "FROZEN" if frozen else "THAWED")
+            _wait_for(lambda: _read(os.path.join(d, "freezer.state")).strip() == ("FROZEN" if frozen else "THAWED"),
+                      timeout)
+            return
+    v2 = v2_dir(dirs)
+    if v2 and os.path.exists(os.path.join(v2, "cgroup.freeze")):
+        _write(os.path.join(v2, "cgroup.freeze"), "1" if frozen else "0")
+        want = "frozen 1" if frozen else "frozen 0"
+        _wait_for(lambda: want in _read(os.path.join(v2, "cgroup.events")), timeout)
+        return
+    raise HostError("no freezer: neither the v1 freezer controller nor cgroup v2 is available")
+
+
+def is_frozen(dirs: dict[str, str]) -> bool:
+    for d in dirs.values():
+        try:
+            return _read(os.path.join(d, "freezer.state")).strip() == "FROZEN"
+        except OSError:
+            continue
+    v2 = v2_dir(dirs)
+    if v2:
+        try:
+            return "frozen 1" in _read(os.path.join(v2, "cgroup.events"))
+        except OSError:
+            return False
+    return False
+
+
+def _wait_for(check, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise HostError("the cgroup freezer did not settle in time")
+        time.sleep(0.001)

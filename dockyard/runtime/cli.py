@@ -2,7 +2,7 @@
 
     dockyard-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup]
                      COMMAND [OPTIONS] ID ...
-Commands: create, start, state, kill, delete, run, exec, ps, list, features, spec.
+Commands: create, start, state, kill, delete, run, exec, pause, resume, ps, list, features, spec.
 
 Errors go to stderr and, with --log, to the log file (as JSON lines with --log-format json, which is what
 conmon reads back). Start-up stays lean: a hand-rolled option parser, and the runtime modules are imported
@@ -186,6 +186,20 @@ def cmd_kill(ctx: Context, argv: list[str]) -> int:
     return 0
 
 
+def cmd_pause(ctx: Context, argv: list[str]) -> int:
+    from dockyard.runtime import container
+
+    container.pause(_one_id(Args(argv, {}, {}), "pause"), ctx.root)
+    return 0
+
+
+def cmd_resume(ctx: Context, argv: list[str]) -> int:
+    from dockyard.runtime import container
+
+    container.resume(_one_id(Args(argv, {}, {}), "resume"), ctx.root)
+    return 0
+
+
 def cmd_delete(ctx: Context, argv: list[str]) -> int:
     from dockyard.runtime import container
 
@@ -311,7 +325,7 @@ def cmd_spec(ctx: Context, argv: list[str]) -> int:
 
 COMMANDS: dict[str, Callable[[Context, list[str]], int]] = {
     "create": cmd_create, "start": cmd_start, "state": cmd_state, "kill": cmd_kill, "delete": cmd_delete,
-    "run": cmd_run, "exec": cmd_exec, "ps": cmd_ps, "list": cmd_list, "features": cmd_features, "spec": cmd_spec,
+    "run": cmd_run, "exec": cmd_exec, "pause": cmd_pause, "resume": cmd_resume, "ps": cmd_ps, "list": cmd_list, "features": cmd_features, "spec": cmd_spec,
 }
 _GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format", "--criu": "criu",
                   "--rootless": "rootless"}

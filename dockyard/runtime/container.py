@@ -254,6 +254,23 @@ def start(container_id: str, state_root: str) -> None:
     os.unlink(fifo)
 
 
+def pause(container_id: str, state_root: str) -> None:
+    """Freeze every process of a running container (cgroup freezer)."""
+    record = state.read_record(state_root, container_id)
+    status = state.status(state_root, record)
+    if status != "running":
+        raise Conflict(f"container {container_id} is not running: {status}")
+    cgroups.freeze(record.cgroups, True)
+
+
+def resume(container_id: str, state_root: str) -> None:
+    record = state.read_record(state_root, container_id)
+    status = state.status(state_root, record)
+    if status != "paused":
+        raise Conflict(f"container {container_id} is not paused: {status}")
+    cgroups.freeze(record.cgroups, False)
+
+
 def get_state(container_id: str, state_root: str) -> dict[str, Any]:
     """The OCI state document: ociVersion, id, status (created|running|stopped), pid, bundle, annotations."""
     return state.oci_state(state_root, state.read_record(state_root, container_id))
@@ -281,9 +298,11 @@ def delete(container_id: str, state_root: str, force: bool = False, timeout: flo
             return
         raise
     status = state.status(state_root, record)
-    if status == "running" and not force:
+    if status in ("running", "paused") and not force:
         raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
     if status != "stopped":
+        if status == "paused":
+            cgroups.freeze(record.cgroups, False)  # frozen tasks would never act on SIGKILL
         _kill_everything(record, timeout)
     cgroups.remove(record.created_cgroups)
     _rmtree(state.container_dir(state_root, container_id))
@@ -335,7 +354,7 @@ def exec_process(
     record = state.read_record(state_root, container_id)
     status = state.status(state_root, record)
     if status not in ("running", "created"):
-        raise Conflict(f"cannot exec in a stopped container {container_id}")
+        raise Conflict(f"cannot exec in a {status} container {container_id}")
     linux = record.config.get("linux") or {}
     ns_types = [n["type"] for n in linux.get("namespaces") or ()]
     program = _seccomp_program(linux.get("seccomp"), seccomp_cache or os.path.join(state_root, ".seccomp"))

@@ -91,9 +91,16 @@ def create_symlinks(rootfd: int) -> None:
         os.close(dev)
 
 
-def open_console() -> tuple[int, str]:
-    """Open a new pty pair in the container's devpts (call after pivot_root). Returns (master fd, slave path)."""
+def open_console(size: dict[str, int] | None = None) -> tuple[int, str]:
+    """Open a new pty pair in the container's devpts (call after pivot_root). Returns (master fd, slave path).
+
+    size: the spec's process.consoleSize ({"height": rows, "width": columns}), set before anyone reads it.
+    """
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    if size:
+        rows, cols = int(size.get("height", 0)), int(size.get("width", 0))
+        winsize = rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
     fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
     number = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"), "little")
     return master, f"/dev/pts/{number}"

@@ -141,7 +141,7 @@ def _build_rootfs(a: InitArgs, linux: dict[str, Any]) -> None:
 def _setup_console(a: InitArgs) -> None:
     if a.console_fd is None:
         raise InvalidArgument("process.terminal is set but no console socket was given")
-    master, slave = devices.open_console()
+    master, slave = devices.open_console((a.config.get("process") or {}).get("consoleSize"))
     devices.bind_console(slave)
     devices.send_fd(a.console_fd, master)
     os.close(master)
@@ -192,7 +192,7 @@ def _last_words(exc: BaseException) -> None:
 def _exec_console(a: ExecArgs) -> None:
     if a.console_fd is None:
         raise InvalidArgument("process.terminal is set but no console socket was given")
-    master, slave = devices.open_console()
+    master, slave = devices.open_console(a.process.get("consoleSize"))
     devices.send_fd(a.console_fd, master)
     os.close(master)
     os.close(a.console_fd)

@@ -118,11 +118,14 @@ def is_alive(record: Record) -> bool:
 
 
 def status(state_root: str, record: Record) -> str:
+    """created | running | paused (runc's extension, the freezer) | stopped."""
     if not is_alive(record):
         return "stopped"
     if os.path.exists(fifo_path(state_root, record.id)):
         return "created"
-    return "running"
+    from dockyard.runtime import cgroups
+
+    return "paused" if cgroups.is_frozen(record.cgroups) else "running"
 
 
 def oci_state(state_root: str, record: Record) -> dict[str, Any]:

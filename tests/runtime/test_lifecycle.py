@@ -188,7 +188,9 @@ def test_terminal_over_console_socket(bundles: Bundles, state_root: str, tmp_pat
     listener.bind(sock_path)
     listener.listen(1)
     cid = new_id()
-    bundle = bundles.make(default_spec(["sh", "-c", "tty; stty size; echo term-ok"], terminal=True))
+    spec = default_spec(["sh", "-c", "tty; stty size; echo term-ok"], terminal=True)
+    spec["process"]["consoleSize"] = {"height": 33, "width": 111}
+    bundle = bundles.make(spec)
     pid = container.create(cid, str(bundle), state_root, console_socket=sock_path)
     try:
         conn, _ = listener.accept()
@@ -205,7 +207,7 @@ def test_terminal_over_console_socket(bundles: Bundles, state_root: str, tmp_pat
                 break
             data += chunk
         os.waitpid(pid, 0)
-        assert b"/dev/pts/0" in data and b"term-ok" in data
+        assert b"/dev/pts/0" in data and b"term-ok" in data and b"33 111" in data
     finally:
         container.delete(cid, state_root, force=True)
         listener.close()
@@ -238,3 +240,19 @@ def test_pid_file_and_list(sleeper, state_root: str, bundles: Bundles, tmp_path:
     finally:
         container.delete(cid, state_root, force=True)
         os.waitpid(pid, 0)
+
+
+def test_pause_resume(sleeper, state_root: str) -> None:
+    cid, pid = sleeper(["sh", "-c", "while true; do sleep 0.01; done"])
+    container.start(cid, state_root)
+    container.pause(cid, state_root)
+    assert container.get_state(cid, state_root)["status"] == "paused"
+    with open(f"/proc/{pid}/stat") as f:
+        assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "D")  # frozen tasks sleep in the freezer
+    with pytest.raises(Conflict):
+        container.exec_process(cid, state_root, container.exec_defaults(cid, state_root, ["true"]))
+    container.resume(cid, state_root)
+    assert container.get_state(cid, state_root)["status"] == "running"
+    container.pause(cid, state_root)
+    container.delete(cid, state_root, force=True)  # a paused container can still be force-deleted
+    os.waitpid(pid, 0)
