@@ -21,7 +21,7 @@ import signal
 import time
 from typing import Any
 
-from dockyard.runtime import cgroups, init, namespaces, state, syscalls as sc
+from dockyard.runtime import cgroups, hooks, init, namespaces, state, syscalls as sc
 from dockyard.runtime.errors import Conflict, HostError, InvalidArgument, NotFound, error_from_child
 
 Stdio = tuple[int, int, int]
@@ -79,7 +79,9 @@ def create(
         args = init.InitArgs(config=config, rootfs=rootfs, bundle=bundle, fifo=fifo, report_fd=-1,
                              cgroup_dirs=dirs, ns=ns, stdio=stdio, console_fd=console,
                              preserve_fds=preserve_fds, seccomp_program=program, container_id=container_id,
-                             no_new_keyring=no_new_keyring)
+                             no_new_keyring=no_new_keyring,
+                             state={"ociVersion": state.OCI_VERSION, "id": container_id, "bundle": bundle,
+                                    "annotations": config.get("annotations") or {}})
         try:
             pid = _spawn(lambda: init.run_init(args), args, ns.has("pid") and "pid" not in ns.join,
                          ns.join.get("pid"))
@@ -140,6 +142,10 @@ def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int
     """Fork the child into its pid namespace (and its v2 cgroup); wait for its one-line report; return its pid."""
     r, w = os.pipe2(os.O_CLOEXEC)
     args.report_fd = w
+    go_r = go_w = -1
+    if isinstance(args, init.InitArgs) and hooks.wanted(args.config, *hooks.PARENT_CREATE):
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        args.go_fd = go_r
     # Non-dumpable across the fork: the child's /proc/<pid>/exe (the host's Python) and memory stay out of
     # reach of container processes until it execs the container's binary (CVE-2019-5736).
     was_dumpable = sc.prctl(sc.PR_GET_DUMPABLE)
@@ -149,6 +155,8 @@ def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int
             pid = _fork(args)
             if pid == 0:  # the child never leaves body(): it execs or _exits
                 os.close(r)
+                if go_w >= 0:
+                    os.close(go_w)
                 try:
                     body()
                 finally:
@@ -157,10 +165,19 @@ def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int
         if was_dumpable:
             sc.prctl(sc.PR_SET_DUMPABLE, was_dumpable)
         os.close(w)
+        if go_r >= 0:
+            os.close(go_r)
     try:
         report = _read_report(r)
+        if report and "hooks" in report:
+            report = _run_create_hooks(args, pid, r, go_w)
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
     finally:
         os.close(r)
+        if go_w >= 0:
+            os.close(go_w)
     if report is None and isinstance(args, init.InitArgs):
         _kill_and_reap(pid)
         raise HostError("container init exited during setup without a report")
@@ -193,7 +210,21 @@ def _fork(args: Any) -> int:
     return pid
 
 
+def _run_create_hooks(args: init.InitArgs, pid: int, r: int, go_w: int) -> dict[str, Any] | None:
+    """The init is waiting in its namespaces, rootfs mounted: run prestart and createRuntime, let it go on."""
+    st = {**args.state, "status": "creating", "pid": pid}
+    ok = False
+    try:
+        for kind in hooks.PARENT_CREATE:
+            hooks.run_all(args.config, kind, st)
+        ok = True
+    finally:
+        os.write(go_w, b"1" if ok else b"0")
+    return _read_report(r)
+
+
 def _read_report(fd: int) -> dict[str, Any] | None:
+    """One JSON line from the child (it never writes a second one before we answer the first)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = os.read(fd, 65536)
@@ -252,6 +283,8 @@ def start(container_id: str, state_root: str) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
+    if hooks.wanted(record.config, "poststart"):
+        hooks.run_all(record.config, "poststart", state.oci_state(state_root, record))
 
 
 def pause(container_id: str, state_root: str) -> None:
@@ -306,6 +339,9 @@ def delete(container_id: str, state_root: str, force: bool = False, timeout: flo
         _kill_everything(record, timeout)
     cgroups.remove(record.created_cgroups)
     _rmtree(state.container_dir(state_root, container_id))
+    if hooks.wanted(record.config, "poststop"):
+        hooks.run_all(record.config, "poststop", {**state.oci_state(state_root, record), "status": "stopped"},
+                      ignore_errors=True)
 
 
 def _kill_everything(record: state.Record, timeout: float) -> None:

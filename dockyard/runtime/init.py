@@ -16,8 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.runtime import cgroups, devices, mounts, namespaces, process, syscalls as sc
-from dockyard.runtime.errors import InvalidArgument, kind_of
+from dockyard.runtime import cgroups, devices, hooks, mounts, namespaces, process, syscalls as sc
+from dockyard.runtime.errors import HostError, InvalidArgument, kind_of
 
 
 @dataclass
@@ -35,6 +35,8 @@ class InitArgs:
     seccomp_program: bytes | None = None
     container_id: str = ""
     no_new_keyring: bool = False
+    go_fd: int = -1  # read end of a parent->child pipe: the parent has run its create-time hooks
+    state: dict[str, Any] = field(default_factory=dict)  # the OCI state given to hooks
     fifo_fd: int = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
     dev_readonly: bool = False
 
@@ -80,6 +82,8 @@ def run_init(a: InitArgs) -> None:
         # Block until `start` writes a byte (runc's exec.fifo protocol, see state.py).
         while not os.read(fifo, 1):
             pass
+        if hooks.wanted(a.config, "startContainer"):
+            hooks.run_all(a.config, "startContainer", {**a.state, "status": "created", "pid": 1})
         process.reset_signals()
         process.execute(path, args, env, a.seccomp_program, late)
     except BaseException as e:  # noqa: BLE001 - after `start` the only channel left is the process's stderr
@@ -134,8 +138,19 @@ def _build_rootfs(a: InitArgs, linux: dict[str, Any]) -> None:
             devices.create_symlinks(rootfd)
     finally:
         os.close(rootfd)
+    _create_hooks(a)
     mounts.pivot(a.rootfs)
     a.dev_readonly = ctx.dev_readonly
+
+
+def _create_hooks(a: InitArgs) -> None:
+    """prestart/createRuntime run in the parent while we wait; then createContainer here, before pivot_root."""
+    if a.go_fd >= 0:
+        _report(a.report_fd, {"hooks": "create"})
+        if os.read(a.go_fd, 1) != b"1":
+            raise HostError("create hooks failed")
+    if hooks.wanted(a.config, "createContainer"):
+        hooks.run_all(a.config, "createContainer", {**a.state, "status": "creating", "pid": os.getpid()})
 
 
 def _setup_console(a: InitArgs) -> None:

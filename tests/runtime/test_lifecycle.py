@@ -256,3 +256,50 @@ def test_pause_resume(sleeper, state_root: str) -> None:
     container.pause(cid, state_root)
     container.delete(cid, state_root, force=True)  # a paused container can still be force-deleted
     os.waitpid(pid, 0)
+
+
+def test_hooks_run_at_their_points(bundles: Bundles, rootfs: Path, state_root: str, tmp_path: Path) -> None:
+    import json
+
+    log = tmp_path / "hooks.log"
+    marker = f"started-{new_id()}"
+
+    def host_hook(kind: str) -> dict:
+        return {"path": "/bin/sh", "args": ["sh", "-c", f"(echo {kind}; cat; echo) >> {log}"]}
+
+    spec = default_spec(["true"])
+    spec["hooks"] = {
+        "prestart": [host_hook("prestart")], "createRuntime": [host_hook("createRuntime")],
+        "createContainer": [host_hook("createContainer")], "poststart": [host_hook("poststart")],
+        "poststop": [host_hook("poststop")],
+        # resolved and run inside the container: leaves a file in its /tmp
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > /tmp/{marker}"]}],
+    }
+    cid = new_id()
+    with open(os.devnull, "r+b") as null:
+        pid = container.create(cid, str(bundles.make(spec)), state_root, stdio=(null.fileno(),) * 3)
+    container.start(cid, state_root)
+    os.waitpid(pid, 0)
+    container.delete(cid, state_root)
+    lines = log.read_text().strip().split("\n")
+    entries = list(zip(lines[0::2], lines[1::2]))
+    kinds = [k for k, _ in entries]
+    assert kinds == ["prestart", "createRuntime", "createContainer", "poststart", "poststop"]
+    states = {k: json.loads(v) for k, v in entries}
+    assert states["createRuntime"]["pid"] == pid and states["createRuntime"]["status"] == "creating"
+    assert states["poststop"]["status"] == "stopped" and states["poststop"]["id"] == cid
+    inside = rootfs / "tmp" / marker
+    assert json.loads(inside.read_text())["id"] == cid
+    inside.unlink()
+
+
+def test_failing_create_hook_aborts(bundles: Bundles, state_root: str) -> None:
+    from dockyard.errors import HostError
+
+    spec = default_spec(["true"])
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
+    cid = new_id()
+    with pytest.raises(HostError, match="hook /bin/false failed"):
+        container.create(cid, str(bundles.make(spec)), state_root)
+    assert not os.path.exists(os.path.join(state_root, cid))
+    assert host_snapshot(cid)["cgroups"] == 0
