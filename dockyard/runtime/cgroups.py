@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from dockyard.errors import HostError, InvalidArgument
@@ -25,12 +24,16 @@ V1_CONTROLLERS = {
 }
 
 
-@dataclass(frozen=True)
 class Hierarchy:
-    mountpoint: str
-    version: int  # 1 or 2
-    controllers: frozenset[str]  # v1: "memory", "name=systemd"...; v2: empty
-    mount_root: str  # the cgroup shown at the mount point (not "/" inside a cgroup namespace)
+    """One mounted cgroup hierarchy. (Plain classes in the runtime: `dataclasses` costs the CLI ~5 ms to import.)"""
+
+    __slots__ = ("mountpoint", "version", "controllers", "mount_root")
+
+    def __init__(self, mountpoint: str, version: int, controllers: frozenset[str], mount_root: str) -> None:
+        self.mountpoint = mountpoint
+        self.version = version  # 1 or 2
+        self.controllers = controllers  # v1: "memory", "name=systemd"...; v2: empty
+        self.mount_root = mount_root  # the cgroup shown at the mount point (not "/" in a cgroup namespace)
 
     @property
     def name(self) -> str:

@@ -13,46 +13,39 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.runtime import cgroups, devices, hooks, mounts, namespaces, process, syscalls as sc
 from dockyard.runtime.errors import HostError, InvalidArgument, kind_of
 
 
-@dataclass
 class InitArgs:
-    config: dict[str, Any]
-    rootfs: str
-    bundle: str
-    fifo: str
-    report_fd: int
-    cgroup_dirs: dict[str, str]
-    ns: namespaces.Plan
-    stdio: tuple[int, int, int] | None = None
-    console_fd: int | None = None  # connected console socket, when process.terminal
-    preserve_fds: int = 0
-    seccomp_program: bytes | None = None
-    container_id: str = ""
-    no_new_keyring: bool = False
-    go_fd: int = -1  # read end of a parent->child pipe: the parent has run its create-time hooks
-    state: dict[str, Any] = field(default_factory=dict)  # the OCI state given to hooks
-    fifo_fd: int = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
-    dev_readonly: bool = False
+    """Everything the init needs, prepared by the parent before the fork."""
+
+    def __init__(self, *, config: dict[str, Any], rootfs: str, bundle: str, fifo: str, report_fd: int,
+                 cgroup_dirs: dict[str, str], ns: namespaces.Plan, stdio: tuple[int, int, int] | None = None,
+                 console_fd: int | None = None, preserve_fds: int = 0, seccomp_program: bytes | None = None,
+                 container_id: str = "", no_new_keyring: bool = False, state: dict[str, Any] | None = None) -> None:
+        self.config, self.rootfs, self.bundle, self.fifo = config, rootfs, bundle, fifo
+        self.report_fd, self.cgroup_dirs, self.ns, self.stdio = report_fd, cgroup_dirs, ns, stdio
+        self.console_fd = console_fd  # connected console socket, when process.terminal
+        self.preserve_fds, self.seccomp_program = preserve_fds, seccomp_program
+        self.container_id, self.no_new_keyring = container_id, no_new_keyring
+        self.state = state or {}  # the OCI state given to hooks
+        self.go_fd = -1  # read end of a parent->child pipe: the parent has run its create-time hooks
+        self.fifo_fd = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
+        self.dev_readonly = False
 
 
-@dataclass
 class ExecArgs:
-    process: dict[str, Any]
-    init_pid: int
-    ns_types: list[str]
-    report_fd: int
-    cgroup_dirs: dict[str, str]
-    stdio: tuple[int, int, int] | None = None
-    console_fd: int | None = None
-    preserve_fds: int = 0
-    seccomp_program: bytes | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    """What an exec'd process needs to join a running container."""
+
+    def __init__(self, *, process: dict[str, Any], init_pid: int, ns_types: list[str], report_fd: int,
+                 cgroup_dirs: dict[str, str], stdio: tuple[int, int, int] | None = None,
+                 console_fd: int | None = None, preserve_fds: int = 0, seccomp_program: bytes | None = None) -> None:
+        self.process, self.init_pid, self.ns_types, self.report_fd = process, init_pid, ns_types, report_fd
+        self.cgroup_dirs, self.stdio, self.console_fd = cgroup_dirs, stdio, console_fd
+        self.preserve_fds, self.seccomp_program = preserve_fds, seccomp_program
 
 
 def _report(fd: int, message: dict[str, Any]) -> None:

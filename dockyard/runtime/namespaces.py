@@ -8,7 +8,6 @@ init's parent, hence its reaper), and switches back. Every other namespace is en
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
@@ -24,10 +23,10 @@ PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "time", "pid", "mount")
 
 
-@dataclass
 class Plan:
-    new: set[str] = field(default_factory=set)  # types to unshare
-    join: dict[str, str] = field(default_factory=dict)  # type -> path
+    def __init__(self) -> None:
+        self.new: set[str] = set()  # types to unshare
+        self.join: dict[str, str] = {}  # type -> path
 
     @classmethod
     def from_spec(cls, items: list[dict[str, Any]] | None) -> "Plan":
