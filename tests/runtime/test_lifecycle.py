@@ -303,3 +303,33 @@ def test_failing_create_hook_aborts(bundles: Bundles, state_root: str) -> None:
         container.create(cid, str(bundles.make(spec)), state_root)
     assert not os.path.exists(os.path.join(state_root, cid))
     assert host_snapshot(cid)["cgroups"] == 0
+
+
+@pytest.mark.parametrize("threaded", [False, True], ids=["clone3-into-cgroup", "fork-then-join"])
+def test_cgroup_membership_both_fork_paths(threaded: bool, bundles: Bundles, state_root: str,
+                                           tmp_path: Path) -> None:
+    """Single-threaded callers fork straight into the v2 cgroup; threaded ones fork and join: same result."""
+    import threading
+
+    from dockyard.runtime import syscalls
+
+    stop = threading.Event()
+    helper = threading.Thread(target=stop.wait) if threaded else None
+    if helper:
+        helper.start()
+    try:
+        assert syscalls.single_threaded() is not threaded
+        out = tmp_path / "cg"
+        cid = new_id()
+        with open(out, "wb") as f:
+            pid = container.create(cid, str(bundles.make(default_spec(["cat", "/proc/self/cgroup"]))), state_root,
+                                   stdio=(0, f.fileno(), f.fileno()))
+            container.start(cid, state_root)
+            os.waitpid(pid, 0)
+        container.delete(cid, state_root)
+    finally:
+        stop.set()
+        if helper:
+            helper.join()
+    lines = out.read_text().split()
+    assert lines and all(line.endswith("/" + cid) for line in lines), lines
