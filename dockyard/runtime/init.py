@@ -86,18 +86,13 @@ def run_init(a: InitArgs) -> None:
 
 
 def _setup_init(a: InitArgs) -> tuple[str, list[str], list[str], bool]:
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    """Everything runc's init does before waiting on exec.fifo, in the same order."""
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)  # until ready: die with a creator that dies mid-setup
     proc = a.config.get("process") or {}
     linux = a.config.get("linux") or {}
     process.setup_stdio(a.stdio)
     process.set_oom_score_adj(proc.get("oomScoreAdj"))
-    cgroups.join(a.cgroup_dirs)
-    namespaces.join_paths(a.ns.join)
-    flags = a.ns.unshare_flags()
-    if flags:
-        sc.unshare(flags)
-    if not a.ns.has("mount"):
-        raise InvalidArgument("a mount namespace is required")
+    _enter_namespaces(a)
     # O_RDWR: opening never blocks, and reading blocks until `start` writes.
     a.fifo_fd = os.open(a.fifo, os.O_RDWR | os.O_CLOEXEC)
     if not a.no_new_keyring:
@@ -106,18 +101,35 @@ def _setup_init(a: InitArgs) -> tuple[str, list[str], list[str], bool]:
     if proc.get("terminal"):
         _setup_console(a)
     mounts.finalize(bool((a.config.get("root") or {}).get("readonly")), a.dev_readonly)
+    _set_names(a)
+    _write_sysctls(linux.get("sysctl") or {})
+    mounts.readonly_paths(linux.get("readonlyPaths"))
+    mounts.masked_paths(linux.get("maskedPaths"))
+    env = process.build_env(proc)  # HOME from the image's /etc/passwd, read while still root
+    path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
+    return path, list(proc["args"]), env, bool(proc.get("noNewPrivileges"))
+
+
+def _enter_namespaces(a: InitArgs) -> None:
+    """cgroups first (a new cgroup namespace is rooted where we stand), then joined, then new namespaces."""
+    cgroups.join(a.cgroup_dirs)
+    namespaces.join_paths(a.ns.join)
+    flags = a.ns.unshare_flags()
+    if flags:
+        sc.unshare(flags)
+    if not a.ns.has("mount"):
+        raise InvalidArgument("a mount namespace is required")
+
+
+def _set_names(a: InitArgs) -> None:
     if a.config.get("hostname"):
         if not a.ns.has("uts"):
             raise InvalidArgument("setting the hostname needs a uts namespace")
         sc.sethostname(a.config["hostname"])
     if a.config.get("domainname"):
+        if not a.ns.has("uts"):
+            raise InvalidArgument("setting the domainname needs a uts namespace")
         sc.setdomainname(a.config["domainname"])
-    _write_sysctls(linux.get("sysctl") or {})
-    mounts.readonly_paths(linux.get("readonlyPaths"))
-    mounts.masked_paths(linux.get("maskedPaths"))
-    path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
-    late = bool(proc.get("noNewPrivileges"))
-    return path, list(proc["args"]), process.build_env(proc), late
 
 
 def _build_rootfs(a: InitArgs, linux: dict[str, Any]) -> None:
@@ -175,8 +187,8 @@ def run_exec(a: ExecArgs) -> None:
         namespaces.join_paths(paths)
         if proc.get("terminal"):
             _exec_console(a)
-        path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
         env = process.build_env(proc)
+        path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
         process.reset_signals()
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)
     except BaseException as e:  # noqa: BLE001
