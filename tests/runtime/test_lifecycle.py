@@ -40,6 +40,16 @@ def wait_status(cid: str, state_root: str, want: str, timeout: float = 5) -> dic
         time.sleep(0.01)
 
 
+def wait_for_pids(cgroup_dirs: dict[str, str], count: int, timeout: float = 10) -> list[int]:
+    """The container's processes, once `count` of them are up (the machine may be busy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = container.cgroups.pids(cgroup_dirs)
+        if len(pids) >= count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def sleeper(bundles: Bundles, state_root: str):
     """A created container running `sleep` once started; deleted afterwards whatever happened."""
@@ -96,11 +106,10 @@ def test_delete_leaves_nothing_behind(bundles: Bundles, state_root: str) -> None
     with open(os.devnull, "r+b") as null:
         pid = container.create(cid, str(bundle), state_root, stdio=(null.fileno(),) * 3)
     container.start(cid, state_root)
-    time.sleep(0.1)
     during = host_snapshot(cid)
     assert during["cgroups"] >= 1
     record_cgroups = container.state.read_record(state_root, cid).cgroups
-    assert len(container.cgroups.pids(record_cgroups)) == 3
+    assert len(wait_for_pids(record_cgroups, 3)) == 3
     container.delete(cid, state_root, force=True)
     os.waitpid(pid, 0)
     after = host_snapshot(cid)
@@ -114,9 +123,8 @@ def test_delete_leaves_nothing_behind(bundles: Bundles, state_root: str) -> None
 def test_processes_die_with_pid_namespace(sleeper, state_root: str) -> None:
     cid, pid = sleeper(["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"])
     container.start(cid, state_root)
-    time.sleep(0.1)
     record = container.state.read_record(state_root, cid)
-    children = [p for p in container.cgroups.pids(record.cgroups) if p != pid]
+    children = [p for p in wait_for_pids(record.cgroups, 3) if p != pid]
     assert len(children) == 2
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
@@ -129,7 +137,7 @@ def test_processes_die_with_pid_namespace(sleeper, state_root: str) -> None:
 def test_kill_all_reaches_every_process(sleeper, state_root: str) -> None:
     cid, pid = sleeper(["sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000 & wait"])
     container.start(cid, state_root)
-    time.sleep(0.1)
+    wait_for_pids(container.state.read_record(state_root, cid).cgroups, 3)
     container.kill(cid, state_root, signal.SIGKILL, all=True)
     os.waitpid(pid, 0)
     assert container.get_state(cid, state_root)["status"] == "stopped"
