@@ -17,7 +17,7 @@ from dockyard.runtime.errors import CommandNotFound
 from .conftest import Bundles, default_spec, new_id
 
 
-def host_snapshot(cid: str, rootfs: str = "/rootfs") -> dict[str, int]:
+def host_snapshot(cid: str, rootfs: str) -> dict[str, int]:
     """Mounts, cgroup dirs and processes on the host that could belong to a container.
 
     Only mounts naming the rootfs or the id are counted: other suites mount and unmount on this machine too.
@@ -98,21 +98,21 @@ def test_duplicate_id_conflicts(sleeper, bundles: Bundles, state_root: str) -> N
         container.create(cid, str(bundles.make(default_spec(["true"]))), state_root)
 
 
-def test_delete_leaves_nothing_behind(bundles: Bundles, state_root: str) -> None:
+def test_delete_leaves_nothing_behind(bundles: Bundles, rootfs: Path, state_root: str) -> None:
     cid = new_id()
-    before = host_snapshot(cid)
+    before = host_snapshot(cid, str(rootfs))
     bundle = bundles.make(default_spec(["sh", "-c", "sleep 1000 & sleep 1000 & exec sleep 1000"],
                                        memory=32 << 20, pids_limit=20))
     with open(os.devnull, "r+b") as null:
         pid = container.create(cid, str(bundle), state_root, stdio=(null.fileno(),) * 3)
     container.start(cid, state_root)
-    during = host_snapshot(cid)
+    during = host_snapshot(cid, str(rootfs))
     assert during["cgroups"] >= 1
     record_cgroups = container.state.read_record(state_root, cid).cgroups
     assert len(wait_for_pids(record_cgroups, 3)) == 3
     container.delete(cid, state_root, force=True)
     os.waitpid(pid, 0)
-    after = host_snapshot(cid)
+    after = host_snapshot(cid, str(rootfs))
     assert after["mounts"] == before["mounts"]
     assert after["cgroups"] == 0
     assert not os.path.exists(os.path.join(state_root, cid))
@@ -181,12 +181,13 @@ def test_exec_does_not_keep_container_alive(sleeper, state_root: str) -> None:
     os.waitpid(pid, 0)
 
 
-def test_create_failure_leaves_nothing(bundles: Bundles, state_root: str) -> None:
+def test_create_failure_leaves_nothing(bundles: Bundles, rootfs: Path, state_root: str) -> None:
     cid = new_id()
-    before = host_snapshot(cid)
+    before = host_snapshot(cid, str(rootfs))
     with pytest.raises(CommandNotFound):
         container.create(cid, str(bundles.make(default_spec(["/no/such/binary"]))), state_root)
-    assert host_snapshot(cid)["cgroups"] == 0 and host_snapshot(cid)["mounts"] == before["mounts"]
+    after = host_snapshot(cid, str(rootfs))
+    assert after["cgroups"] == 0 and after["mounts"] == before["mounts"]
     assert not os.path.exists(os.path.join(state_root, cid))
 
 
@@ -310,7 +311,7 @@ def test_failing_create_hook_aborts(bundles: Bundles, state_root: str) -> None:
     with pytest.raises(HostError, match="hook /bin/false failed"):
         container.create(cid, str(bundles.make(spec)), state_root)
     assert not os.path.exists(os.path.join(state_root, cid))
-    assert host_snapshot(cid)["cgroups"] == 0
+    assert host_snapshot(cid, "/nonexistent")["cgroups"] == 0
 
 
 @pytest.mark.parametrize("threaded", [False, True], ids=["clone3-into-cgroup", "fork-then-join"])
