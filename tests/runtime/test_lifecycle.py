@@ -342,3 +342,56 @@ def test_cgroup_membership_both_fork_paths(threaded: bool, bundles: Bundles, sta
             helper.join()
     lines = out.read_text().split()
     assert lines and all(line.endswith("/" + cid) for line in lines), lines
+
+
+def test_exec_with_terminal(sleeper, state_root: str, tmp_path: Path) -> None:
+    cid, _ = sleeper()
+    container.start(cid, state_root)
+    sock_path = str(tmp_path / "exec-console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(1)
+    try:
+        proc = container.exec_defaults(cid, state_root, ["sh", "-c", "tty; echo exec-term-ok"], terminal=True)
+        epid = container.exec_process(cid, state_root, proc, console_socket=sock_path)
+        conn, _ = listener.accept()
+        _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
+        data = b""
+        while b"exec-term-ok" not in data:
+            try:
+                chunk = os.read(fds[0], 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        os.waitpid(epid, 0)
+        assert b"/dev/pts/" in data and b"exec-term-ok" in data
+    finally:
+        listener.close()
+
+
+def test_preserve_fds(bundles: Bundles, state_root: str, tmp_path: Path) -> None:
+    """preserve_fds=N hands the caller's fds 3..3+N-1 to the container, and nothing above."""
+    r, w = os.pipe()
+    saved3 = os.dup(3)  # whatever the test runner keeps on fd 3, put back afterwards
+    os.dup2(w, 3)
+    os.close(w)
+    high = os.dup2(os.open(os.devnull, os.O_RDONLY), 200)  # inheritable, yet not ours to hand over
+    out = tmp_path / "fds"
+    cid = new_id()
+    try:
+        spec = default_spec(["sh", "-c", "echo via-fd3 >&3; ls /proc/self/fd"])
+        with open(out, "wb") as f:
+            pid = container.create(cid, str(bundles.make(spec)), state_root, stdio=(0, f.fileno(), f.fileno()),
+                                   preserve_fds=1)
+            container.start(cid, state_root)
+            os.waitpid(pid, 0)
+        container.delete(cid, state_root)
+    finally:
+        os.dup2(saved3, 3)
+        os.close(saved3)
+        os.close(high)
+    assert os.read(r, 100) == b"via-fd3\n"
+    os.close(r)
+    assert "200" not in out.read_text().split()
