@@ -25,8 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dockyard.runtime import container  # noqa: E402
-from dockyard.runtime.spec import SpecOptions, generate_spec, write_bundle  # noqa: E402
+from dockyard.runtime import container
+from dockyard.runtime.spec import SpecOptions, generate_spec, write_bundle
 
 
 def build_bundle(base: Path, args: list[str] | None = None) -> Path:

@@ -27,7 +27,8 @@ _EXPORTS = {
     "list_containers": "container", "load_config": "container", "pause": "container", "resume": "container",
     "generate_spec": "spec", "SpecOptions": "spec",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["SpecOptions", "create", "delete", "exec_defaults", "exec_process", "generate_spec", "get_state",
+           "kill", "list_containers", "load_config", "pause", "resume", "start"]
 
 
 def __getattr__(name: str) -> Any:

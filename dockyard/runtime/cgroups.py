@@ -27,7 +27,7 @@ V1_CONTROLLERS = {
 class Hierarchy:
     """One mounted cgroup hierarchy. (Plain classes in the runtime: `dataclasses` costs the CLI ~5 ms to import.)"""
 
-    __slots__ = ("mountpoint", "version", "controllers", "mount_root")
+    __slots__ = ("controllers", "mount_root", "mountpoint", "version")
 
     def __init__(self, mountpoint: str, version: int, controllers: frozenset[str], mount_root: str) -> None:
         self.mountpoint = mountpoint
@@ -361,11 +361,12 @@ def remove(created: list[str], timeout: float = 2.0) -> None:
 
 def freeze(dirs: dict[str, str], frozen: bool, timeout: float = 5.0) -> None:
     """Pause or resume every process of the container: v1 freezer.state, else v2 cgroup.freeze."""
-    for mountpoint, d in dirs.items():
-        if os.path.exists(os.path.join(d, "freezer.state")):
-            _write(os.path.join(d, "freezer.state"), "FROZEN" if frozen else "THAWED")
-            _wait_for(lambda: _read(os.path.join(d, "freezer.state")).strip() == ("FROZEN" if frozen else "THAWED"),
-                      timeout)
+    for d in dirs.values():
+        state_file = os.path.join(d, "freezer.state")
+        if os.path.exists(state_file):
+            want = "FROZEN" if frozen else "THAWED"
+            _write(state_file, want)
+            _wait_for(lambda: _read(state_file).strip() == want, timeout)  # noqa: B023 - called right here
             return
     v2 = v2_dir(dirs)
     if v2 and os.path.exists(os.path.join(v2, "cgroup.freeze")):

@@ -16,7 +16,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 DEFAULT_ROOT = "/run/dockyard-runtime"
 VERSION = "0.1.0"
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         ctx.error(str(e))
         return 1
-    except Exception as e:  # noqa: BLE001 - every failure becomes a message and exit status 1, like runc
+    except Exception as e:
         from dockyard.errors import DockyardError
 
         if not isinstance(e, (DockyardError, OSError, ValueError)):

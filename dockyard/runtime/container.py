@@ -21,7 +21,8 @@ import signal
 import time
 from typing import Any
 
-from dockyard.runtime import cgroups, hooks, init, namespaces, state, syscalls as sc
+from dockyard.runtime import cgroups, hooks, init, namespaces, state
+from dockyard.runtime import syscalls as sc
 from dockyard.runtime.errors import Conflict, HostError, InvalidArgument, NotFound, error_from_child
 
 Stdio = tuple[int, int, int]
@@ -309,7 +310,7 @@ def get_state(container_id: str, state_root: str) -> dict[str, Any]:
     return state.oci_state(state_root, state.read_record(state_root, container_id))
 
 
-def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM, all: bool = False) -> None:  # noqa: A002
+def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM, all: bool = False) -> None:
     """Send sig to the init, or with all=True to every process in the container's cgroup."""
     record = state.read_record(state_root, container_id)
     if not state.is_alive(record):

@@ -14,7 +14,8 @@ import stat
 import termios
 from typing import Any
 
-from dockyard.runtime import paths, syscalls as sc
+from dockyard.runtime import paths
+from dockyard.runtime import syscalls as sc
 
 # The nodes every container gets, whatever the spec lists (runc does the same).
 DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (

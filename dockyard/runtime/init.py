@@ -15,7 +15,8 @@ import signal
 import sys
 from typing import Any
 
-from dockyard.runtime import cgroups, devices, hooks, mounts, namespaces, process, syscalls as sc
+from dockyard.runtime import cgroups, devices, hooks, mounts, namespaces, process
+from dockyard.runtime import syscalls as sc
 from dockyard.runtime.errors import HostError, InvalidArgument, kind_of
 
 

@@ -16,7 +16,8 @@ import posixpath
 from typing import Any
 
 from dockyard.errors import InvalidArgument
-from dockyard.runtime import paths, syscalls as sc
+from dockyard.runtime import paths
+from dockyard.runtime import syscalls as sc
 
 _SET = {
     "bind": sc.MS_BIND, "rbind": sc.MS_BIND | sc.MS_REC, "ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID,

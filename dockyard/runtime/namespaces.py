@@ -29,7 +29,7 @@ class Plan:
         self.join: dict[str, str] = {}  # type -> path
 
     @classmethod
-    def from_spec(cls, items: list[dict[str, Any]] | None) -> "Plan":
+    def from_spec(cls, items: list[dict[str, Any]] | None) -> Plan:
         plan = cls()
         for ns in items or ():
             kind = ns.get("type")
@@ -81,7 +81,7 @@ class PidNamespaceForChildren:
         self.new, self.path = new, path
         self._saved: int | None = None
 
-    def __enter__(self) -> "PidNamespaceForChildren":
+    def __enter__(self) -> PidNamespaceForChildren:
         if not self.new and not self.path:
             return self
         self._saved = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)

@@ -36,7 +36,7 @@ class Record:
     FIELDS = ("id", "bundle", "pid", "start_time", "created", "annotations", "cgroups", "created_cgroups", "config",
               "owns_pidns")
 
-    def __init__(self, id: str, bundle: str, pid: int, start_time: int, created: str,  # noqa: A002
+    def __init__(self, id: str, bundle: str, pid: int, start_time: int, created: str,
                  annotations: dict[str, str] | None = None, cgroups: dict[str, str] | None = None,
                  created_cgroups: list[str] | None = None, config: dict[str, Any] | None = None,
                  owns_pidns: bool = True) -> None:

@@ -11,8 +11,21 @@ import ctypes
 import os
 
 from dockyard.linux import (  # noqa: F401  (re-exported: the runtime's single seam)
-    MNT_DETACH, MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
-    MS_SHARED, MS_SLAVE, libc, mount, umount,
+    MNT_DETACH,
+    MS_BIND,
+    MS_MOVE,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    libc,
+    mount,
+    umount,
 )
 
 MS_NOATIME = 1 << 10

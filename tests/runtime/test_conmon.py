@@ -50,5 +50,5 @@ def test_conmon_runs_a_container_with_our_runtime(bundles: Bundles, tmp_path: Pa
         assert (exits / cid).read_text().strip() == "5"
         assert "stdout F hello from conmon" in log.read_text()
     finally:
-        subprocess.run([*runtime, "delete", "--force", cid], timeout=60)
+        subprocess.run([*runtime, "delete", "--force", cid], timeout=60, check=False)
     assert not os.path.exists(state / cid)
