@@ -68,6 +68,7 @@ def create(
     rootfs = _rootfs(config, bundle)
     linux = config.get("linux") or {}
     ns = namespaces.Plan.from_spec(linux.get("namespaces"))
+    namespaces.check_sysctls(linux.get("sysctl"), ns)
     program = _seccomp_program(linux.get("seccomp"), seccomp_cache or os.path.join(state_root, ".seccomp"))
     cdir = state.make_container_dir(state_root, container_id)
     fifo = os.path.join(cdir, state.FIFO_NAME)

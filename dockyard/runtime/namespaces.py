@@ -56,6 +56,45 @@ class Plan:
         return flags
 
 
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced"}
+UTS_SYSCTLS = {"kernel.domainname", "kernel.hostname"}
+
+
+def check_sysctls(sysctl: dict[str, str] | None, plan: Plan) -> None:
+    """Only sysctls of namespaces the container owns may be set: anything else would change the host."""
+    for key in sysctl or {}:
+        name = key.replace("/", ".")
+        if name in IPC_SYSCTLS or name.startswith("fs.mqueue."):
+            needed = "ipc"
+        elif name.startswith("net."):
+            needed = "network"
+        elif name in UTS_SYSCTLS:
+            needed = "uts"
+        else:
+            raise InvalidArgument(f"sysctl {key!r} is not in a separate kernel namespace")
+        if not plan.has(needed):
+            raise InvalidArgument(f"sysctl {key!r} needs a private {needed} namespace")
+        if needed in plan.join and _is_host_namespace(plan.join[needed], needed):
+            raise InvalidArgument(f"sysctl {key!r} is not allowed in the host's {needed} namespace")
+
+
+def _is_host_namespace(path: str, kind: str) -> bool:
+    """The runtime's own namespace (or init's, when we may look at it) counts as the host's."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return False
+    for ref in (f"/proc/self/ns/{PROC_NAMES[kind]}", f"/proc/1/ns/{PROC_NAMES[kind]}"):
+        try:
+            st = os.stat(ref)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
 def open_ns(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -111,3 +111,18 @@ def test_resolve_users_never_reads_host_files(image_root: Path) -> None:
     os.symlink("/etc/passwd", image_root / "etc" / "passwd")  # the host's, if followed naively
     with pytest.raises(NotFound):
         users.resolve(str(image_root), "daemon")  # in the host's passwd, not the image's
+
+
+def test_sysctls_only_in_private_namespaces() -> None:
+    from dockyard.runtime.namespaces import Plan, check_sysctls
+
+    private = Plan.from_spec([{"type": t} for t in ("network", "ipc", "uts", "mount")])
+    check_sysctls({"net.ipv4.ip_forward": "1", "kernel.shmmax": "1", "fs.mqueue.msg_max": "10"}, private)
+    with pytest.raises(InvalidArgument, match="not in a separate kernel namespace"):
+        check_sysctls({"kernel.panic": "1"}, private)
+    no_net = Plan.from_spec([{"type": "mount"}])
+    with pytest.raises(InvalidArgument, match="private network"):
+        check_sysctls({"net.ipv4.ip_forward": "1"}, no_net)
+    host_net = Plan.from_spec([{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/net"}])
+    with pytest.raises(InvalidArgument, match="host's network"):
+        check_sysctls({"net.ipv4.ip_forward": "1"}, host_net)
