@@ -126,3 +126,45 @@ def test_sysctls_only_in_private_namespaces() -> None:
     host_net = Plan.from_spec([{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/net"}])
     with pytest.raises(InvalidArgument, match="host's network"):
         check_sysctls({"net.ipv4.ip_forward": "1"}, host_net)
+
+
+def test_cgroup_v2_values_on_a_fake_tree(tmp_path: Path) -> None:
+    """cgroup v2 can't be exercised on this hybrid host; check the v1->v2 translations on plain files."""
+    from dockyard.runtime import cgroups
+
+    root = tmp_path / "cg"
+    d = root / "dyt" / "c1"
+    d.mkdir(parents=True)
+    (root / "cgroup.controllers").write_text("cpu memory pids cpuset\n")
+    names = ("memory.max", "memory.swap.max", "memory.low", "cpu.weight", "cpu.max", "pids.max", "cpuset.cpus",
+             "cpuset.mems")
+    for name in names:
+        (d / name).write_text("")
+    for p in (root, root / "dyt"):
+        (p / "cgroup.subtree_control").write_text("")
+    h = cgroups.Hierarchy(str(root), 2, frozenset(), "/")
+    cgroups._apply_v2(str(d), h, {
+        "memory": {"limit": 100 << 20, "swap": 300 << 20, "reservation": 50 << 20},
+        "cpu": {"shares": 1024, "quota": 50000, "period": 100000, "cpus": "0"},
+        "pids": {"limit": 0},
+    })
+    got = {name: (d / name).read_text() for name in names}
+    assert got["memory.max"] == str(100 << 20)
+    assert got["memory.swap.max"] == str(200 << 20)  # v2 counts swap alone; the spec counts memory+swap
+    assert got["memory.low"] == str(50 << 20)
+    assert got["cpu.weight"] == "39"  # 1 + (1024-2)*9999/262142, runc's conversion
+    assert got["cpu.max"] == "50000 100000"
+    assert got["pids.max"] == "max"
+    assert got["cpuset.cpus"] == "0"
+    assert (root / "dyt" / "cgroup.subtree_control").read_text() == "+cpuset"  # last write wins on a plain file
+
+
+def test_cgroup_paths() -> None:
+    from dockyard.runtime import cgroups
+
+    v1 = cgroups.Hierarchy("/sys/fs/cgroup/memory", 1, frozenset({"memory"}), "/")
+    dirs = cgroups.resolve_paths("/dockyard/c1", "c1", [v1])
+    assert dirs == {"/sys/fs/cgroup/memory": "/sys/fs/cgroup/memory/dockyard/c1"}
+    assert cgroups._systemd_style("machine.slice:libpod:abc") == "/machine.slice/libpod-abc.scope"
+    with pytest.raises(InvalidArgument):
+        cgroups.resolve_paths("/a/../../etc", "c1", [v1])
