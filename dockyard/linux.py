@@ -5,10 +5,13 @@ One seam for them, so the rest of the code reads as plain Python and errors carr
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 from functools import lru_cache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -26,6 +29,8 @@ MNT_DETACH = 0x2
 
 @lru_cache(maxsize=None)
 def libc() -> ctypes.CDLL:
+    import ctypes  # here, not at the top: ctypes costs start-up time that most commands don't need
+
     # Try the glibc soname first: ctypes.util.find_library runs `ldconfig -p` in a subprocess (milliseconds).
     try:
         return ctypes.CDLL("libc.so.6", use_errno=True)
@@ -37,12 +42,16 @@ def libc() -> ctypes.CDLL:
 
 def _check(result: int, what: str) -> int:
     if result < 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    import ctypes
+
     _check(
         libc().mount(
             source.encode(), target.encode(), fstype.encode() if fstype else None, ctypes.c_ulong(flags),
@@ -65,6 +74,14 @@ def umount_if_mounted(target: str) -> bool:
         if e.errno in (errno.EINVAL, errno.ENOENT):
             return False
         raise
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants get re-parented to this process instead of init (so it can reap them)."""
+    _check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def is_mountpoint(path: str) -> bool:

@@ -26,7 +26,8 @@ class InitArgs:
     def __init__(self, *, config: dict[str, Any], rootfs: str, bundle: str, fifo: str, report_fd: int,
                  cgroup_dirs: dict[str, str], ns: namespaces.Plan, stdio: tuple[int, int, int] | None = None,
                  console_fd: int | None = None, preserve_fds: int = 0, seccomp_program: bytes | None = None,
-                 container_id: str = "", no_new_keyring: bool = False, state: dict[str, Any] | None = None) -> None:
+                 container_id: str = "", no_new_keyring: bool = False, state: dict[str, Any] | None = None,
+                 die_with_parent: bool = False) -> None:
         self.config, self.rootfs, self.bundle, self.fifo = config, rootfs, bundle, fifo
         self.report_fd, self.cgroup_dirs, self.ns, self.stdio = report_fd, cgroup_dirs, ns, stdio
         self.console_fd = console_fd  # connected console socket, when process.terminal
@@ -36,6 +37,7 @@ class InitArgs:
         self.go_fd = -1  # read end of a parent->child pipe: the parent has run its create-time hooks
         self.fifo_fd = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
         self.dev_readonly = False
+        self.die_with_parent = die_with_parent  # keep PR_SET_PDEATHSIG=SIGKILL through exec
 
 
 class ExecArgs:
@@ -66,7 +68,9 @@ def _fail(fd: int, exc: BaseException) -> None:
 def run_init(a: InitArgs) -> None:
     try:
         path, args, env, late = _setup_init(a)
-        sc.prctl(sc.PR_SET_PDEATHSIG, 0)  # from now on the container outlives whoever created it
+        # From now on the container outlives whoever created it, unless asked to die with it (the monitor
+        # asks: a container must never run on without the process that reaps it and records its exit).
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL if a.die_with_parent else 0)
         fifo = a.fifo_fd
         _report(a.report_fd, {"ok": True})
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent

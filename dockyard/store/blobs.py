@@ -9,11 +9,13 @@ running import has just written but not yet referenced.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 from dockyard.errors import CorruptContent, NotFound
 from dockyard.image.reference import validate_digest
@@ -22,6 +24,8 @@ CHUNK = 1 << 20
 
 
 def digest_bytes(data: bytes) -> str:
+    import hashlib  # here: commands that only read metadata never hash
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -42,9 +46,11 @@ class BlobWriter:
         self.expected_digest = check_sha256_digest(expected_digest) if expected_digest else None
         self.expected_size = expected_size
         self._on_verified = on_verified
+        import hashlib
+
         self._hash = hashlib.sha256()
         self.size = 0
-        self.tmp_path = store.ingest_dir / f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.tmp_path = store.ingest_dir / f"{os.getpid()}-{os.urandom(8).hex()}"
         self._file: BinaryIO | None = open(self.tmp_path, "xb")
         self.digest: str | None = None
 
@@ -58,6 +64,10 @@ class BlobWriter:
             )
         return self._file.write(data)
 
+    def tell(self) -> int:
+        """Bytes written so far (lets tarfile and others write straight into a blob)."""
+        return self.size
+
     def copy_from(self, source: BinaryIO, limit: int | None = None) -> None:
         """Copy `source` (up to `limit` bytes) into the blob."""
         remaining = limit
@@ -70,6 +80,33 @@ class BlobWriter:
                 remaining -= len(chunk)
         if remaining:
             raise CorruptContent(f"unexpected end of data: {remaining} bytes missing")
+
+    def copy_file_range(self, source_fd: int, offset: int, size: int) -> None:
+        """Copy `size` bytes of a regular file from `offset` in the kernel, then hash them from the page cache.
+
+        Copying through Python costs a read and a write of every byte; this is about twice as fast.
+        """
+        assert self._file is not None
+        if self.expected_size is not None and self.size + size > self.expected_size:
+            raise CorruptContent(f"blob {self.expected_digest or ''} is larger than its declared size")
+        self._file.flush()
+        out = self._file.fileno()
+        start = self._file.tell()
+        done = 0
+        while done < size:
+            n = os.copy_file_range(source_fd, out, size - done, offset + done)
+            if n == 0:
+                raise CorruptContent(f"unexpected end of data: {size - done} bytes missing")
+            done += n
+        self._file.seek(start + size)
+        with open(self.tmp_path, "rb") as copied:
+            copied.seek(start)
+            remaining = size
+            while remaining:
+                chunk = copied.read(min(CHUNK, remaining))
+                self._hash.update(chunk)
+                remaining -= len(chunk)
+        self.size += size
 
     def commit(self) -> str:
         """Verify size and digest, fsync, and move the blob into place. Returns its digest."""

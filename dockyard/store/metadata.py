@@ -7,9 +7,12 @@ SQLite in WAL mode lets any number of dockyard processes share one root: readers
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Each entry upgrades the schema by one version; append, never edit a released one.
 MIGRATIONS: list[str] = ["""
@@ -61,17 +64,42 @@ CREATE TABLE lease_items (
     PRIMARY KEY (lease, kind, key)
 );
 CREATE INDEX lease_items_key ON lease_items(kind, key);
+""", """
+CREATE TABLE containers (
+    id       TEXT PRIMARY KEY,             -- 64 hex
+    name     TEXT NOT NULL UNIQUE,         -- without Docker's leading '/'
+    image_id TEXT NOT NULL,                -- the image it was created from (keeps that image alive)
+    created  REAL NOT NULL,
+    data     TEXT NOT NULL                 -- JSON: Config, HostConfig, State... as `inspect` shows them
+);
+CREATE INDEX containers_image ON containers(image_id);
+CREATE TABLE volumes (
+    name      TEXT PRIMARY KEY,
+    driver    TEXT NOT NULL,
+    created   TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    data      TEXT NOT NULL                -- JSON: Labels, Options
+);
 """]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a schema script into statements (comments removed first: they may contain ';')."""
+    code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    return [statement for statement in code.split(";") if statement.strip()]
+
+
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA busy_timeout = 60000")
         self.conn.execute("PRAGMA foreign_keys = ON")
+        # WAL with synchronous=NORMAL: a commit survives any process crash without an fsync of its own; only
+        # a power cut can lose the last few commits, and never corrupts the database.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:
@@ -81,9 +109,8 @@ class Database:
         with self.write():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             for script in MIGRATIONS[version:]:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in _statements(script):
+                    self.conn.execute(statement)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
