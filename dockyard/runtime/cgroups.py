@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from functools import lru_cache
 from typing import Any
 
 from dockyard.errors import HostError, InvalidArgument
@@ -40,7 +41,14 @@ class Hierarchy:
         return os.path.basename(self.mountpoint)
 
 
-def hierarchies() -> list[Hierarchy]:
+@lru_cache(maxsize=1)
+def hierarchies() -> tuple[Hierarchy, ...]:
+    """The host's cgroup mounts. Cached for the life of the process: reading mountinfo costs the kernel ~1 ms
+    on a busy host, and cgroup hierarchies are not remounted under a running engine."""
+    return tuple(_read_hierarchies())
+
+
+def _read_hierarchies() -> list[Hierarchy]:
     result = []
     with open("/proc/self/mountinfo", "rb") as f:
         for raw in f:
@@ -75,7 +83,7 @@ def _dedupe(items: list[Hierarchy]) -> list[Hierarchy]:
     return out
 
 
-def is_unified(items: list[Hierarchy]) -> bool:
+def is_unified(items: tuple[Hierarchy, ...] | list[Hierarchy]) -> bool:
     return not any(h.version == 1 for h in items)
 
 
@@ -92,7 +100,8 @@ def own_cgroups() -> dict[tuple[int, frozenset[str]], str]:
     return mine
 
 
-def resolve_paths(cgroups_path: str | None, container_id: str, items: list[Hierarchy]) -> dict[str, str]:
+def resolve_paths(cgroups_path: str | None, container_id: str,
+                  items: tuple[Hierarchy, ...] | list[Hierarchy]) -> dict[str, str]:
     """Mount point -> the container's cgroup directory, for every usable hierarchy."""
     path = _systemd_style(cgroups_path) if cgroups_path else container_id
     if ".." in path.split("/"):
@@ -157,7 +166,7 @@ def _makedirs(h: Hierarchy, d: str) -> bool:
     return bool(missing) and missing[0] == d
 
 
-def _apply(items: list[Hierarchy], dirs: dict[str, str], res: dict[str, Any]) -> None:
+def _apply(items: tuple[Hierarchy, ...], dirs: dict[str, str], res: dict[str, Any]) -> None:
     if is_unified(items):
         _apply_v2(dirs[items[0].mountpoint], items[0], res)
         return
