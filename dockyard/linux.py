@@ -5,11 +5,13 @@ One seam for them, so the rest of the code reads as plain Python and errors carr
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 from functools import lru_cache
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ctypes
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -27,17 +29,23 @@ MNT_DETACH = 0x2
 
 @lru_cache(maxsize=None)
 def libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    import ctypes  # here, not at the top: ctypes costs start-up time that most commands don't need
+
+    return ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 def _check(result: int, what: str) -> int:
     if result < 0:
+        import ctypes
+
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
 
 
 def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    import ctypes
+
     _check(
         libc().mount(
             source.encode(), target.encode(), fstype.encode() if fstype else None, ctypes.c_ulong(flags),

@@ -479,17 +479,3 @@ class Template:
         out: list[str] = []
         _render(self.nodes, _Scope(data, {"$": data}), out)
         return "".join(out)
-
-
-def tabwrite(lines: list[str], minwidth: int = 10, padding: int = 3) -> list[str]:
-    """Align tab-separated cells like Go's tabwriter as Docker configures it (minwidth 10, padding 3)."""
-    rows = [line.split("\t") for line in lines]
-    widths: dict[int, int] = {}
-    for row in rows:
-        for i, cell in enumerate(row[:-1]):
-            widths[i] = max(widths.get(i, minwidth), len(cell) + padding)
-    out = []
-    for row in rows:
-        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
-        out.append("".join(cells) + row[-1])
-    return out

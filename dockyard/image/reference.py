@@ -16,7 +16,6 @@ input breaks, so a user can fix it without reading this file.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from dockyard.errors import InvalidReference
 
@@ -108,14 +107,22 @@ def _split_domain(name: str) -> tuple[str, str]:
     return "", name
 
 
-@dataclass(frozen=True)
 class Reference:
     """A normalised reference: domain and path are always set; tag and/or digest may be None."""
 
-    domain: str
-    path: str
-    tag: str | None = None
-    digest: str | None = None
+    __slots__ = ("domain", "path", "tag", "digest")
+
+    def __init__(self, domain: str, path: str, tag: str | None = None, digest: str | None = None) -> None:
+        self.domain, self.path, self.tag, self.digest = domain, path, tag, digest
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Reference) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __repr__(self) -> str:
+        return f"Reference({str(self)!r})"
 
     @property
     def repository(self) -> str:

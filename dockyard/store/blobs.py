@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 from dockyard.errors import CorruptContent, NotFound
 from dockyard.image.reference import validate_digest
@@ -44,7 +47,7 @@ class BlobWriter:
         self._on_verified = on_verified
         self._hash = hashlib.sha256()
         self.size = 0
-        self.tmp_path = store.ingest_dir / f"{os.getpid()}-{secrets.token_hex(8)}"
+        self.tmp_path = store.ingest_dir / f"{os.getpid()}-{os.urandom(8).hex()}"
         self._file: BinaryIO | None = open(self.tmp_path, "xb")
         self.digest: str | None = None
 
@@ -57,6 +60,10 @@ class BlobWriter:
                 f"blob {self.expected_digest or ''} is larger than its declared size {self.expected_size}"
             )
         return self._file.write(data)
+
+    def tell(self) -> int:
+        """Bytes written so far (lets tarfile and others write straight into a blob)."""
+        return self.size
 
     def copy_from(self, source: BinaryIO, limit: int | None = None) -> None:
         """Copy `source` (up to `limit` bytes) into the blob."""

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import sqlite3
-import time
-from dataclasses import dataclass
 
 from dockyard.errors import Conflict, InvalidReference, NotFound
 from dockyard.image import reference
 from dockyard.store.metadata import Database
+from dockyard.timeutil import rfc3339
 
 
-@dataclass(frozen=True)
 class ImageRecord:
-    id: str  # sha256:<config hex>
-    manifest_digest: str
-    chain_id: str | None
-    size: int
-    created: str | None
-    parent: str | None
-    added: float
-    last_tag_time: str | None
+    """One stored image. (A plain class, not a dataclass: this module is on every command's start-up path.)"""
+
+    __slots__ = ("id", "manifest_digest", "chain_id", "size", "created", "parent", "added", "last_tag_time")
+
+    def __init__(self, id: str, manifest_digest: str, chain_id: str | None, size: int, created: str | None,
+                 parent: str | None, added: float, last_tag_time: str | None) -> None:
+        self.id = id  # sha256:<config hex>
+        self.manifest_digest = manifest_digest
+        self.chain_id = chain_id  # of the top layer
+        self.size = size
+        self.created = created
+        self.parent = parent
+        self.added = added
+        self.last_tag_time = last_tag_time
 
     @property
     def short_id(self) -> str:
@@ -30,11 +34,6 @@ class ImageRecord:
 def _record(row: sqlite3.Row) -> ImageRecord:
     return ImageRecord(row["id"], row["manifest_digest"], row["chain_id"], row["size"], row["created"],
                        row["parent"], row["added"], row["last_tag_time"])
-
-
-def now_rfc3339() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
 class ImageStore:
@@ -140,7 +139,7 @@ class ImageStore:
         name = str(ref)
         row = conn.execute("SELECT image_id FROM tags WHERE name = ?", (name,)).fetchone()
         conn.execute("INSERT OR REPLACE INTO tags (name, image_id) VALUES (?, ?)", (name, image_id))
-        conn.execute("UPDATE images SET last_tag_time = ? WHERE id = ?", (now_rfc3339(), image_id))
+        conn.execute("UPDATE images SET last_tag_time = ? WHERE id = ?", (rfc3339(), image_id))
         return row[0] if row and row[0] != image_id else None
 
     def add_repo_digest(self, conn: sqlite3.Connection, ref: reference.Reference, image_id: str) -> None:

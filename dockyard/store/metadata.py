@@ -7,9 +7,9 @@ SQLite in WAL mode lets any number of dockyard processes share one root: readers
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # Each entry upgrades the schema by one version; append, never edit a released one.
 MIGRATIONS: list[str] = ["""
@@ -65,6 +65,12 @@ CREATE INDEX lease_items_key ON lease_items(kind, key);
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _statements(script: str) -> list[str]:
+    """Split a schema script into statements (comments removed first: they may contain ';')."""
+    code = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    return [statement for statement in code.split(";") if statement.strip()]
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -81,9 +87,8 @@ class Database:
         with self.write():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             for script in MIGRATIONS[version:]:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
+                for statement in _statements(script):
+                    self.conn.execute(statement)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager

@@ -15,32 +15,32 @@ its directory is made, so a directory without a row is garbage from a killed pro
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from dockyard import linux
 from dockyard.errors import Conflict, HostError, NotFound
 from dockyard.fsutil import remove_tree, tree_size
-from dockyard.image.layer_apply import ApplyOptions
-from dockyard.image.layer_create import Change, diff_trees, upper_changes
 from dockyard.store.metadata import Database
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from dockyard.image.layer_apply import ApplyOptions
+    from dockyard.image.layer_create import Change
 
 OVERLAY = "overlay"
 VFS = "vfs"
 MAX_MOUNT_DATA = 4000  # the kernel takes one page of mount options
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    id: int
-    key: str
-    parent: str | None
-    kind: str  # 'committed' | 'active'
-    size: int
+    __slots__ = ("id", "key", "parent", "kind", "size")
+
+    def __init__(self, id: int, key: str, parent: str | None, kind: str, size: int) -> None:
+        self.id, self.key, self.parent, self.size = id, key, parent, size
+        self.kind = kind  # 'committed' | 'active'
 
 
 def detect_driver(root: Path) -> str:
@@ -48,7 +48,7 @@ def detect_driver(root: Path) -> str:
     forced = os.environ.get("DOCKYARD_STORAGE_DRIVER")
     if forced in (OVERLAY, VFS):
         return forced
-    probe = root / "tmp" / f"overlay-probe-{secrets.token_hex(4)}"
+    probe = root / "tmp" / f"overlay-probe-{os.urandom(4).hex()}"
     dirs = [probe / d for d in ("lower", "upper", "work", "merged")]
     try:
         for d in dirs:
@@ -132,12 +132,16 @@ class Snapshotter:
 
     @staticmethod
     def _copy_tree(source: str, target: str) -> None:
+        import subprocess
+
         result = subprocess.run(["cp", "-a", "--reflink=auto", source, target], capture_output=True, text=True)
         if result.returncode != 0:
             raise HostError(f"copying snapshot {source} failed: {result.stderr.strip()}")
 
     def apply_options(self, snap: Snapshot) -> ApplyOptions:
         """How to apply a layer tar directly into `snap`'s directory (see layer_apply)."""
+        from dockyard.image.layer_apply import ApplyOptions
+
         if self.driver == OVERLAY:
             lowers = [self.fs(s) for s in self.chain(snap.parent)]
             return ApplyOptions(overlay_whiteouts=True, lowers=lowers)
@@ -187,6 +191,8 @@ class Snapshotter:
 
     def changes(self, snap: Snapshot) -> Iterator[Change]:
         """What an active snapshot changed relative to its parent."""
+        from dockyard.image.layer_create import diff_trees, upper_changes
+
         if self.driver == OVERLAY:
             return upper_changes(self.fs(snap))
         parent = self.fs(self.get(snap.parent)) if snap.parent else None
@@ -216,4 +222,4 @@ class Snapshotter:
 
 
 def new_key(prefix: str) -> str:
-    return f"{prefix}/{secrets.token_hex(16)}"
+    return f"{prefix}/{os.urandom(16).hex()}"

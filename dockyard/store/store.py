@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import secrets
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from dockyard.fsutil import remove_tree
 from dockyard.store.blobs import BlobStore
@@ -41,11 +39,13 @@ def _own_start_time() -> int:
     return start
 
 
-@dataclass
 class GCReport:
-    blobs: int = 0
-    snapshots: int = 0
-    bytes: int = 0
+    """What a sweep removed."""
+
+    def __init__(self) -> None:
+        self.blobs = 0
+        self.snapshots = 0
+        self.bytes = 0
 
 
 class Lease:
@@ -97,15 +97,19 @@ class Store:
     @contextmanager
     def lease(self) -> Iterator[Lease]:
         """A lease for the duration of the block. Commit what it made (reference it) before the block ends."""
-        lease_id = secrets.token_hex(16)
+        lease_id = os.urandom(16).hex()
         with self.db.write() as conn:
             conn.execute("INSERT INTO leases (id, pid, start_time, created) VALUES (?, ?, ?, ?)",
                          (lease_id, os.getpid(), _own_start_time(), time.time()))
         try:
             yield Lease(self, lease_id)
-        finally:
+        except BaseException:
             with self.db.write() as conn:
                 conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
+            self.collect_garbage()  # a failed operation leaves no stray blob or snapshot behind
+            raise
+        with self.db.write() as conn:
+            conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
 
     def _claim(self, lease_id: str, kind: str, key: str) -> None:
         with self._gc_lock(exclusive=False), self.db.write() as conn:

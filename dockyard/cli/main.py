@@ -1,0 +1,190 @@
+"""The `dockyard` command: Docker's command names and flags, run in-process against the engine.
+
+Start-up stays lean: only the module of the command being run is imported, and only its parser is built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# (command words) -> (module under dockyard.cli, function name, one-line help). The module defines
+# `<function>_parser(parser)` to add its arguments and `<function>(args, ctx)` to run.
+COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
+    ("images",): ("image_cmds", "images", "List images"),
+    ("tag",): ("image_cmds", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    ("rmi",): ("image_cmds", "rmi", "Remove one or more images"),
+    ("history",): ("image_cmds", "history", "Show the history of an image"),
+    ("import",): ("image_cmds", "import_", "Import the contents from a tarball to create a filesystem image"),
+    ("save",): ("image_cmds", "save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    ("load",): ("image_cmds", "load", "Load an image from a tar archive or STDIN"),
+    ("inspect",): ("system_cmds", "inspect", "Return low-level information on Docker objects"),
+    ("info",): ("system_cmds", "info", "Display system-wide information"),
+    ("version",): ("system_cmds", "version", "Show the Docker version information"),
+    ("image", "ls"): ("image_cmds", "images", "List images"),
+    ("image", "list"): ("image_cmds", "images", "List images"),
+    ("image", "inspect"): ("image_cmds", "image_inspect", "Display detailed information on one or more images"),
+    ("image", "tag"): ("image_cmds", "tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    ("image", "rm"): ("image_cmds", "rmi", "Remove one or more images"),
+    ("image", "remove"): ("image_cmds", "rmi", "Remove one or more images"),
+    ("image", "history"): ("image_cmds", "history", "Show the history of an image"),
+    ("image", "import"): ("image_cmds", "import_", "Import the contents from a tarball to create an image"),
+    ("image", "save"): ("image_cmds", "save", "Save one or more images to a tar archive"),
+    ("image", "load"): ("image_cmds", "load", "Load an image from a tar archive or STDIN"),
+    ("image", "prune"): ("image_cmds", "prune", "Remove unused images"),
+    ("image", "bootstrap"): ("image_cmds", "bootstrap", "Make a base image from a template (busybox, debian)"),
+    ("system", "info"): ("system_cmds", "info", "Display system-wide information"),
+    ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
+}
+GROUPS = {
+    "image": "Manage images",
+    "system": "Manage Docker",
+}
+USAGE_EXIT = 125
+
+
+class UsageError(Exception):
+    pass
+
+
+class Context:
+    """What a command needs: the engine (built on first use) and the standard streams."""
+
+    def __init__(self, root: str | None, debug: bool) -> None:
+        self.root_option = root
+        self.debug = debug
+        self.stdin = sys.stdin.buffer
+        self.stdout = sys.stdout
+        self._engine = None
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from dockyard.config import state_root
+            from dockyard.engine.engine import Engine
+
+            self._engine = Engine(state_root(self.root_option))
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+
+
+def _top_help() -> str:
+    lines = ["Usage:  dockyard [OPTIONS] COMMAND", "", "A Docker-compatible container engine", "",
+             "Options:",
+             "      --root string      State directory (default /var/lib/dockyard, or $DOCKYARD_ROOT)",
+             "  -D, --debug            Enable debug mode (tracebacks on errors)",
+             "  -v, --version          Print version information and quit",
+             "", "Management Commands:"]
+    for group, text in sorted(GROUPS.items()):
+        lines.append(f"  {group:<12}{text}")
+    lines += ["", "Commands:"]
+    for words, (_, _, text) in sorted(COMMANDS.items()):
+        if len(words) == 1:
+            lines.append(f"  {words[0]:<12}{text}")
+    lines += ["", "Run 'dockyard COMMAND --help' for more information on a command."]
+    return "\n".join(lines) + "\n"
+
+
+def _group_help(group: str) -> str:
+    lines = [f"Usage:  dockyard {group} COMMAND", "", GROUPS[group], "", "Commands:"]
+    for words, (_, _, text) in sorted(COMMANDS.items()):
+        if len(words) == 2 and words[0] == group:
+            lines.append(f"  {words[1]:<12}{text}")
+    lines += ["", f"Run 'dockyard {group} COMMAND --help' for more information on a command."]
+    return "\n".join(lines) + "\n"
+
+
+def _split_globals(argv: list[str]) -> tuple[dict, list[str]]:
+    """Global options come before the command, as with docker."""
+    options: dict = {"root": None, "debug": False}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--root" or arg in ("-H", "--host", "--log-level", "-l", "--config", "--context", "-c"):
+            if i + 1 >= len(argv):
+                raise UsageError(f"flag needs an argument: {arg}")
+            if arg == "--root":
+                options["root"] = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--root="):
+            options["root"] = arg.split("=", 1)[1]
+        elif arg in ("-D", "--debug"):
+            options["debug"] = True
+        elif arg.startswith("-") and arg not in ("-h", "--help", "-v", "--version"):
+            if arg.split("=", 1)[0] in ("--host", "--log-level", "--config", "--context"):
+                pass
+            else:
+                raise UsageError(f"unknown flag: {arg}")
+        else:
+            break
+        i += 1
+    return options, argv[i:]
+
+
+def _build_parser(words: tuple[str, ...], module, function: str, text: str):
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # docker: "unknown flag: --x / See 'docker images --help'." exit 125
+            raise UsageError(f"{message}\nSee 'dockyard {' '.join(words)} --help'.")
+
+    parser = Parser(prog=f"dockyard {' '.join(words)}", description=text)
+    getattr(module, f"{function}_parser")(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        options, rest = _split_globals(argv)
+    except UsageError as e:
+        sys.stderr.write(f"{e}\nSee 'dockyard --help'.\n")
+        return USAGE_EXIT
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_top_help())
+        return 0
+    if rest[0] in ("-v", "--version"):
+        from dockyard import __version__
+
+        sys.stdout.write(f"dockyard version {__version__}\n")
+        return 0
+    words: tuple[str, ...] = (rest[0],)
+    if rest[0] in GROUPS:
+        if len(rest) < 2 or rest[1] in ("-h", "--help"):
+            sys.stdout.write(_group_help(rest[0]))
+            return 0
+        words = (rest[0], rest[1])
+    entry = COMMANDS.get(words)
+    if entry is None:
+        sys.stderr.write(f"dockyard: '{' '.join(words)}' is not a dockyard command.\nSee 'dockyard --help'\n")
+        return USAGE_EXIT
+    import importlib
+
+    module_name, function, text = entry
+    module = importlib.import_module(f"dockyard.cli.{module_name}")
+    ctx = Context(options["root"], options["debug"])
+    try:
+        args = _build_parser(words, module, function, text).parse_args(rest[len(words):])
+        return getattr(module, function)(args, ctx) or 0
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n")
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:
+        from dockyard.errors import DockyardError
+
+        if options["debug"] or not isinstance(e, (DockyardError, OSError)):
+            raise
+        sys.stdout.flush()
+        sys.stderr.write(f"Error response from daemon: {e}\n" if isinstance(e, DockyardError) else f"Error: {e}\n")
+        return getattr(e, "exit_code", 1)
+    finally:
+        ctx.close()

@@ -1,0 +1,68 @@
+"""Layer compression: sniffing, streaming decompression, and hashing what passes through."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from typing import BinaryIO
+
+from dockyard.errors import CorruptContent
+
+READ_SIZE = 1 << 20
+
+
+def sniff(head: bytes) -> str | None:
+    """'gzip', 'zstd' or None (a plain tar), from the first bytes of a blob."""
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    return None
+
+
+def sniff_file(f: BinaryIO) -> str | None:
+    head = f.read(4)
+    f.seek(-len(head), 1)
+    return sniff(head)
+
+
+def decompressed(f: BinaryIO, compression: str | None) -> BinaryIO:
+    """A stream of the uncompressed bytes of `f`."""
+    if compression is None:
+        return f
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+    if compression == "zstd":
+        import zstandard  # imported here: only zstd layers need it
+
+        return zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_SIZE)  # type: ignore[return-value]
+    raise CorruptContent(f"unknown compression {compression!r}")
+
+
+class HashingReader:
+    """Reads through to `source`, hashing every byte, so a stream's digest is known once it is consumed."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source = source
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self.source.read(n)
+        except CorruptContent:
+            raise
+        except Exception as e:  # noqa: BLE001 - gzip, zlib and zstandard each raise their own kind on bad data
+            raise CorruptContent(f"cannot decompress layer: {e}") from None
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        """Read to the end (a tar's trailing padding counts toward its digest too)."""
+        while self.read(READ_SIZE):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()

@@ -1,0 +1,27 @@
+"""Times as Docker writes them: RFC 3339 with nanoseconds, parsed back from any number of fraction digits."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+
+def rfc3339(timestamp: float | None = None) -> str:
+    """2024-01-02T15:04:05.123456789Z"""
+    t = time.time() if timestamp is None else timestamp
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(round(t % 1 * 1e9)) % 1000000000:09d}Z"
+
+
+def parse_rfc3339(text: str | None) -> float | None:
+    """Seconds since the epoch, or None for an empty or unreadable time."""
+    if not text:
+        return None
+    try:
+        main, _, rest = text.partition(".")
+        if rest:
+            digits = "".join(c for c in rest if c.isdigit())
+            zone = rest[len(digits):]
+            text = f"{main}.{digits[:6]}{zone}"
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
