@@ -63,13 +63,13 @@ def is_insecure(domain: str, configured: list[str]) -> bool:
     if address is not None and address.is_loopback:
         return True
     for entry in configured:
-        entry = normalize_server(entry)
-        if entry in (domain, host):
-            return True
-        if address is not None and "/" in entry:
+        if "://" not in entry and "/" in entry:  # a CIDR range, as in Docker's insecure-registries
             try:
-                if address in ipaddress.ip_network(entry, strict=False):
+                if address is not None and address in ipaddress.ip_network(entry, strict=False):
                     return True
             except ValueError:
-                continue
+                pass
+            continue
+        if normalize_server(entry) in (domain, host):
+            return True
     return False

@@ -253,7 +253,7 @@ class RegistryClient:
                     if failures > MAX_RETRIES:
                         raise HostError(f"downloading {blob.digest} from {self.domain}/{repo} failed "
                                         f"{failures} times, last: {e}") from None
-                    await asyncio.sleep(min(0.2 * 2 ** failures, 5))
+                    await asyncio.sleep(min(0.1 * 2 ** failures, 2))
             # Verifies size and digest, fsyncs and renames into place: a wrong byte never becomes visible.
             return await asyncio.to_thread(writer.commit)
         finally:
