@@ -295,3 +295,21 @@ def test_200mb_upload_keeps_memory_low(registry: Server) -> None:
     assert grown_mib < 40, f"peak RSS grew by {grown_mib:.0f} MiB during a 200 MiB upload"
     r = requests.head(f"{registry.url}/v2/{NAME}/blobs/{digest}")
     assert r.headers["Content-Length"] == str(count << 20)
+
+
+def test_range_variants_and_conditional_get(registry: Server) -> None:
+    data = bytes(range(256)) * 40
+    digest = upload(registry, data)
+    url = f"{registry.url}/v2/{NAME}/blobs/{digest}"
+    r = requests.get(url, headers={"Range": "bytes=-100"})
+    assert r.status_code == 206 and r.content == data[-100:]
+    r = requests.get(url, headers={"Range": f"bytes=100-{len(data) + 500}"})
+    assert r.status_code == 206 and r.content == data[100:]
+    r = requests.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(data)}"
+    r = requests.get(url, headers={"Range": "bytes=0-1,5-6"})  # several ranges: the whole blob
+    assert r.status_code == 200 and r.content == data
+    r = requests.head(url, headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.headers["Content-Length"] == "10"
+    etag = requests.head(url).headers["ETag"]
+    assert requests.get(url, headers={"If-None-Match": etag}).status_code == 304

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from dockyard.registry.server import auth
+from dockyard.registry.server.blobio import send_blob
 from dockyard.registry.server.errors import RegistryError, error_body
 from dockyard.registry.server.manifests import KNOWN_MEDIA_TYPES, bare_media_type
 from dockyard.registry.server.storage import MultipleErrors, Storage, check_digest, check_name
@@ -241,11 +242,10 @@ class RegistryHandler:
 
     async def get_blob(self, call: Call) -> web.StreamResponse:
         digest = check_digest(call.params["digest"])
-        path, _ = self.storage.stat_blob(call.name, digest)
-        # FileResponse answers HEAD and Range requests and sends the body with sendfile().
-        return web.FileResponse(path, headers={
+        path, size = self.storage.stat_blob(call.name, digest)
+        return await send_blob(call.request, path, size, {
             "Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
-            "Cache-Control": "max-age=31536000"})
+            "Cache-Control": "max-age=31536000", "ETag": f'"{digest}"'})
 
     async def delete_blob(self, call: Call) -> web.Response:
         self.storage.delete_blob(call.name, check_digest(call.params["digest"]))
