@@ -9,7 +9,9 @@ Tokens are cached per (realm, service, scopes) until shortly before they expire.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -61,8 +63,11 @@ class CachedToken:
 
 
 class TokenCache:
+    """Thread-safe: the layers of a pull or push share it."""
+
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str, tuple[str, ...]], CachedToken] = {}
+        self.lock = threading.Lock()
 
     def get(self, realm: str, service: str, scopes: tuple[str, ...]) -> str | None:
         entry = self._tokens.get((realm, service, scopes))
@@ -75,10 +80,12 @@ class TokenCache:
         self._tokens[(realm, service, scopes)] = CachedToken(token, time.monotonic() + max(ttl - 10, ttl / 2))
 
 
-async def fetch_token(session, challenge: Challenge, scopes: tuple[str, ...],  # type: ignore[no-untyped-def]
-                      credentials: Credentials | None, ssl) -> tuple[str, float]:
+def fetch_token(http, challenge: Challenge, scopes: tuple[str, ...],  # type: ignore[no-untyped-def]
+                credentials: Credentials | None, verify: bool) -> tuple[str, float]:
     """Ask the challenge's realm for a token; returns (token, ttl seconds)."""
-    import aiohttp
+    from urllib.parse import urlencode
+
+    from dockyard.registry.client.http import TransportError
 
     realm = challenge.params.get("realm")
     if not realm:
@@ -86,25 +93,30 @@ async def fetch_token(session, challenge: Challenge, scopes: tuple[str, ...],  #
     service = challenge.params.get("service", "")
     try:
         if credentials is not None and credentials.identity_token:
-            form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
-                    "service": service, "scope": " ".join(scopes), "client_id": "dockyard"}
-            response = await session.post(realm, data=form, ssl=ssl)
+            form = urlencode({"grant_type": "refresh_token", "refresh_token": credentials.identity_token,
+                              "service": service, "scope": " ".join(scopes), "client_id": "dockyard"})
+            response = http.request("POST", realm, {"Content-Type": "application/x-www-form-urlencoded"},
+                                    form.encode(), verify)
         else:
             params = [("service", service)] if service else []
             params += [("scope", s) for s in scopes]
             headers = {"Authorization": basic_header(credentials)} if credentials is not None else {}
             if credentials is not None:
                 params.append(("account", credentials.username))
-            response = await session.get(realm, params=params, headers=headers, ssl=ssl)
-        async with response:
+            url = realm + ("&" if "?" in realm else "?") + urlencode(params) if params else realm
+            response = http.request("GET", url, headers, None, verify)
+        with response:
+            body = response.read(1 << 20)
             if response.status in (401, 403):
                 raise Unauthorized(f"Get \"{realm}\": unauthorized: incorrect username or password")
             if response.status != 200:
-                text = (await response.text())[:200]
-                raise Unauthorized(f"token server {realm} answered {response.status}: {text}")
-            value = await response.json(content_type=None)
-    except aiohttp.ClientError as e:
+                raise Unauthorized(f"token server {realm} answered {response.status}: {body[:200]!r}")
+    except TransportError as e:
         raise Unauthorized(f"cannot get a token from {realm}: {e}") from None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise Unauthorized(f"token server {realm} answered something that is not JSON") from None
     token = value.get("token") or value.get("access_token")
     if not token:
         raise Unauthorized(f"token server {realm} answered without a token")

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from dockyard.registry.client.credentials import Credentials, CredentialStore
 from dockyard.registry.client.hosts import DOCKER_HUB, normalize_server
 from dockyard.registry.client.session import ClientOptions, ClientSession
 
 
-async def check_login(server: str, credentials: Credentials, options: ClientOptions) -> None:
+def check_login(server: str, credentials: Credentials, options: ClientOptions) -> None:
     """Raise Unauthorized unless the registry accepts the credentials."""
-    async with ClientSession(options) as session:
-        await session.registry(normalize_server(server), credentials).login()
+    with ClientSession(options) as session:
+        session.registry(normalize_server(server), credentials).login()
 
 
 def login(server: str | None, credentials: Credentials, options: ClientOptions,
           store: CredentialStore | None = None) -> str:
     """Verify and store; returns the server name the credentials were stored under."""
     name = normalize_server(server or DOCKER_HUB)
-    asyncio.run(check_login(name, credentials, options))
+    check_login(name, credentials, options)
     (store or CredentialStore()).store(name, credentials)
     return name
 

@@ -9,6 +9,7 @@ turns the same events into Docker's JSON progress messages, for the Engine API.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from typing import Any, Callable, TextIO
 
@@ -113,6 +114,26 @@ class JsonProgress(Progress):
             message["progressDetail"] = {"current": current, "total": total}
             message["progress"] = progress_bar(current, total)
         self.emit(message)
+
+
+class LockedProgress(Progress):
+    """Progress shared by transfer threads: one event at a time reaches the display."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self._lock = threading.Lock()
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            self.inner.message(text)
+
+    def layer(self, layer_id: str, status: str, current: int | None = None, total: int | None = None) -> None:
+        with self._lock:
+            self.inner.layer(layer_id, status, current, total)
+
+    def close(self) -> None:
+        with self._lock:
+            self.inner.close()
 
 
 def for_terminal(out: TextIO = sys.stdout, quiet: bool = False) -> Progress:

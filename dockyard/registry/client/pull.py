@@ -8,16 +8,18 @@ before it becomes visible, so an interrupted or failed pull leaves nothing half-
 
 from __future__ import annotations
 
-import asyncio
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dockyard.engine.images import ImageService
 from dockyard.errors import InvalidArgument
 from dockyard.image import reference
-from dockyard.image.model import INDEX_TYPES, ImageConfig, Manifest, parse_index, parse_manifest
+from dockyard.image.model import INDEX_TYPES, Descriptor, ImageConfig, Manifest, parse_index, parse_manifest
 from dockyard.image.reference import Reference
 from dockyard.registry.client import platforms
-from dockyard.registry.client.progress import Progress
+from dockyard.registry.client.parallel import run_all
+from dockyard.registry.client.progress import LockedProgress, Progress
 from dockyard.registry.client.session import ClientOptions, ClientSession
 from dockyard.registry.client.transport import RegistryClient
 from dockyard.store.images import ImageRecord
@@ -43,33 +45,31 @@ def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
-async def pull(service: ImageService, name: str, options: PullOptions, progress: Progress) -> list[PullResult]:
+def pull(service: ImageService, name: str, options: PullOptions, progress: Progress) -> list[PullResult]:
     ref = reference.parse(name, default_tag=not options.all_tags)
     if options.all_tags and (ref.tag is not None or ref.digest is not None):
         raise InvalidArgument("tag can't be used with --all-tags/-a")
     wanted = platforms.parse_platform(options.platform)
-    async with ClientSession(options.client) as session:
+    progress = LockedProgress(progress)
+    with ClientSession(options.client) as session:
         client = session.registry(ref.domain)
         if options.all_tags:
-            refs = [ref.with_tag(tag) for tag in sorted(await client.list_tags(ref.path))]
+            refs = [ref.with_tag(tag) for tag in sorted(client.list_tags(ref.path))]
         else:
             refs = [ref]
-        results = []
-        for one in refs:
-            results.append(await _pull_one(service, client, one, wanted, session.options, progress))
-        return results
+        return [_pull_one(service, client, one, wanted, session.options, progress) for one in refs]
 
 
-async def _pull_one(service: ImageService, client: RegistryClient, ref: Reference, wanted: platforms.Platform,
+def _pull_one(service: ImageService, client: RegistryClient, ref: Reference, wanted: platforms.Platform,
                     options: ClientOptions, progress: Progress) -> PullResult:
     what = ref.tag if ref.digest is None else ref.digest
     progress.message(f"{what}: Pulling from {ref.path}")
-    raw, media_type, digest = await client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+    raw, media_type, digest = client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
     top_digest = digest
     if media_type in INDEX_TYPES:
         _, entries = parse_index(raw)
         chosen = platforms.choose(entries, wanted)
-        raw, media_type, digest = await client.get_manifest(ref.path, chosen.digest)
+        raw, media_type, digest = client.get_manifest(ref.path, chosen.digest)
         if digest != chosen.digest:
             raise InvalidArgument(f"index entry {chosen.digest} answered with manifest {digest}")
     manifest = parse_manifest(raw, media_type)
@@ -78,9 +78,9 @@ async def _pull_one(service: ImageService, client: RegistryClient, ref: Referenc
     with store.lease() as lease:
         lease.claim_blob(manifest.digest)
         store.blobs.put(raw)
-        config_raw = await _fetch_small(client, ref, manifest, lease, service)
+        config_raw = _fetch_small(client, ref, manifest, lease, service)
         config = ImageConfig.parse(config_raw)
-        await _fetch_layers(client, ref, manifest, lease, service, options.max_concurrent_downloads, progress)
+        _fetch_layers(client, ref, manifest, lease, service, options.max_concurrent_downloads, progress)
         fresh = [layer for layer in manifest.layers if not _unpacked(service, layer.digest)]
         for layer in fresh:
             progress.layer(short(layer.digest), "Extracting")
@@ -101,18 +101,18 @@ def _unpacked(service: ImageService, layer_digest: str) -> bool:
     return bool(service.store.db.query("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1", (layer_digest,)))
 
 
-async def _fetch_small(client: RegistryClient, ref: Reference, manifest: Manifest, lease: Lease,
+def _fetch_small(client: RegistryClient, ref: Reference, manifest: Manifest, lease: Lease,
                        service: ImageService) -> bytes:
     blobs = service.store.blobs
     config = manifest.config
     lease.claim_blob(config.digest)
     if not blobs.exists(config.digest):
-        await client.fetch_blob(ref.path, config, lambda: blobs.writer(config.digest, config.size))
+        client.fetch_blob(ref.path, config, lambda: blobs.writer(config.digest, config.size))
     return blobs.read(config.digest)
 
 
-async def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manifest, lease: Lease,
-                        service: ImageService, parallel: int, progress: Progress) -> None:
+def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manifest, lease: Lease,
+                  service: ImageService, parallel: int, progress: Progress) -> None:
     blobs = service.store.blobs
     todo = []
     for layer in manifest.layers:
@@ -120,29 +120,24 @@ async def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manife
         lease.claim_blob(layer.digest)
         if blobs.exists(layer.digest):
             progress.layer(short(layer.digest), "Already exists")
-        else:
+        elif layer not in todo:
             progress.layer(short(layer.digest), "Pulling fs layer")
             todo.append(layer)
-    gate = asyncio.Semaphore(max(1, parallel))
 
-    async def fetch(layer) -> None:  # type: ignore[no-untyped-def]
+    def fetcher(layer: Descriptor) -> Callable[[threading.Event], None]:
         layer_id = short(layer.digest)
-        async with gate:
-            await client.fetch_blob(ref.path, layer, lambda: blobs.writer(layer.digest, layer.size),
-                                    lambda done, total: progress.layer(layer_id, "Downloading", done, total))
+
+        def fetch(cancel: threading.Event) -> None:
+            client.fetch_blob(ref.path, layer, lambda: blobs.writer(layer.digest, layer.size),
+                              lambda done, total: progress.layer(layer_id, "Downloading", done, total), cancel)
             progress.layer(layer_id, "Verifying Checksum")
             progress.layer(layer_id, "Download complete")
 
-    tasks = [asyncio.ensure_future(fetch(layer)) for layer in todo]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        return fetch
+
+    run_all([fetcher(layer) for layer in todo], parallel)
 
 
 def pull_image(service: ImageService, name: str, options: PullOptions, progress: Progress) -> list[PullResult]:
-    """The synchronous entry point (CLI, API server threads)."""
-    return asyncio.run(pull(service, name, options, progress))
+    """Kept for callers of the first version; `pull` itself is synchronous now."""
+    return pull(service, name, options, progress)

@@ -8,7 +8,8 @@ at a time.
 
 from __future__ import annotations
 
-import asyncio
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dockyard.engine.images import ImageService
@@ -16,7 +17,8 @@ from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.image.model import Descriptor
 from dockyard.image.reference import Reference
-from dockyard.registry.client.progress import Progress
+from dockyard.registry.client.parallel import run_all
+from dockyard.registry.client.progress import LockedProgress, Progress
 from dockyard.registry.client.session import ClientOptions, ClientSession
 from dockyard.registry.client.transport import RegistryClient
 
@@ -36,7 +38,7 @@ class PushResult:
     size: int
 
 
-async def push(service: ImageService, name: str, options: PushOptions, progress: Progress) -> list[PushResult]:
+def push(service: ImageService, name: str, options: PushOptions, progress: Progress) -> list[PushResult]:
     ref = reference.parse(name, default_tag=not options.all_tags)
     if ref.digest is not None:
         raise InvalidArgument(f"cannot push a digest reference: {name}")
@@ -49,13 +51,12 @@ async def push(service: ImageService, name: str, options: PushOptions, progress:
     if not refs:
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_repository}")
     images = [service.resolve(str(r)) for r in refs]  # fail before sending anything when one is missing
+    progress = LockedProgress(progress)
     progress.message(f"The push refers to repository [{ref.repository}]")
-    async with ClientSession(options.client) as session:
+    with ClientSession(options.client) as session:
         client = session.registry(ref.domain)
-        results = []
-        for one, image in zip(refs, images):
-            results.append(await _push_one(service, client, one, image.id, session.options, progress))
-        return results
+        return [_push_one(service, client, one, image.id, session.options, progress)
+                for one, image in zip(refs, images)]
 
 
 def _tags_of_repository(service: ImageService, ref: Reference) -> list[Reference]:
@@ -85,8 +86,8 @@ def _mount_sources(service: ImageService, ref: Reference, digest: str) -> list[s
     return sources
 
 
-async def _push_one(service: ImageService, client: RegistryClient, ref: Reference, image_id: str,
-                    options: ClientOptions, progress: Progress) -> PushResult:
+def _push_one(service: ImageService, client: RegistryClient, ref: Reference, image_id: str,
+              options: ClientOptions, progress: Progress) -> PushResult:
     image = service.records.get(image_id)
     manifest = service.manifest_of(image)
     config = service.config_of(image)
@@ -96,36 +97,31 @@ async def _push_one(service: ImageService, client: RegistryClient, ref: Referenc
         [layer.digest.split(":", 1)[-1][:12] for layer in manifest.layers]
     for layer_id in layer_ids:
         progress.layer(layer_id, "Preparing")
-    gate = asyncio.Semaphore(max(1, options.max_concurrent_uploads))
-
-    async def send(blob: Descriptor, layer_id: str | None) -> None:
+    # Everything the database knows is looked up here, on this thread: the transfer threads only do I/O.
+    plan: list[tuple[Descriptor, str | None, list[str]]] = []
+    for blob, layer_id in [*zip(manifest.layers, layer_ids), (manifest.config, None)]:
         if not blobs.exists(blob.digest):
             raise NotFound(f"blob {blob.digest} of {ref.familiar} is missing from the local store")
-        if layer_id is not None and gate.locked():
-            progress.layer(layer_id, "Waiting")
-        async with gate:
+        if all(blob.digest != p[0].digest for p in plan):
+            plan.append((blob, layer_id, _mount_sources(service, ref, blob.digest)))
+
+    def sender(blob: Descriptor, layer_id: str | None, sources: list[str]) -> Callable[[threading.Event], None]:
+        def send(cancel: threading.Event) -> None:
             on_progress = None
             if layer_id is not None:
-
                 def on_progress(done: int, total: int) -> None:
                     progress.layer(layer_id, "Pushing", done, total)
-            sources = _mount_sources(service, ref, blob.digest)
-            outcome = await client.push_blob(ref.path, blob, lambda: blobs.open(blob.digest), sources, on_progress)
+            outcome = client.push_blob(ref.path, blob, lambda: blobs.open(blob.digest), sources, on_progress,
+                                       cancel)
             if layer_id is not None:
                 text = STATUS_TEXT.get(outcome) or f"Mounted from {sources[0] if sources else ref.path}"
                 progress.layer(layer_id, text)
 
-    tasks = [asyncio.ensure_future(send(layer, layer_id)) for layer, layer_id in zip(manifest.layers, layer_ids)]
-    tasks.append(asyncio.ensure_future(send(manifest.config, None)))
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        return send
+
+    run_all([sender(*p) for p in plan], options.max_concurrent_uploads)
     assert ref.tag is not None
-    digest = await client.put_manifest(ref.path, ref.tag, manifest.raw, manifest.media_type)
+    digest = client.put_manifest(ref.path, ref.tag, manifest.raw, manifest.media_type)
     progress.message(f"{ref.tag}: digest: {digest} size: {len(manifest.raw)}")
     with service.store.db.write() as conn:
         service.records.add_repo_digest(conn, ref.repo_only().with_digest(digest), image.id)
@@ -133,4 +129,5 @@ async def _push_one(service: ImageService, client: RegistryClient, ref: Referenc
 
 
 def push_image(service: ImageService, name: str, options: PushOptions, progress: Progress) -> list[PushResult]:
-    return asyncio.run(push(service, name, options, progress))
+    """Kept for callers of the first version; `push` itself is synchronous now."""
+    return push(service, name, options, progress)
