@@ -110,3 +110,28 @@ def test_platform_choice() -> None:
     with pytest.raises(NotFound):
         choose(entries, parse_platform("windows/amd64"))
     assert parse_platform(None).os == "linux"
+
+
+def test_progress_displays() -> None:
+    import io
+
+    from dockyard.registry.client.progress import JsonProgress, PlainProgress, TerminalProgress
+
+    out = io.StringIO()
+    plain = PlainProgress(out)
+    plain.message("v1: Pulling from lib/bb")
+    plain.layer("abc", "Pulling fs layer")
+    plain.layer("abc", "Downloading", 10, 100)  # byte counts are not shown off a terminal
+    plain.layer("abc", "Pull complete")
+    assert out.getvalue() == "v1: Pulling from lib/bb\nabc: Pulling fs layer\nabc: Pull complete\n"
+    tty = io.StringIO()
+    terminal = TerminalProgress(tty)
+    terminal.layer("abc", "Pulling fs layer")
+    terminal.layer("def", "Pulling fs layer")
+    terminal.layer("abc", "Downloading", 50, 100)
+    terminal.close()
+    text = tty.getvalue()
+    assert "\x1b[2A" in text and "[" + "=" * 24 + ">" in text  # redrawn in place, with a bar
+    messages: list[dict] = []
+    JsonProgress(messages.append).layer("abc", "Downloading", 5, 10)
+    assert messages[0]["progressDetail"] == {"current": 5, "total": 10} and messages[0]["id"] == "abc"
