@@ -31,7 +31,13 @@ MNT_DETACH = 0x2
 def libc() -> ctypes.CDLL:
     import ctypes  # here, not at the top: ctypes costs start-up time that most commands don't need
 
-    return ctypes.CDLL("libc.so.6", use_errno=True)
+    # Try the glibc soname first: ctypes.util.find_library runs `ldconfig -p` in a subprocess (milliseconds).
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6", use_errno=True)
 
 
 def _check(result: int, what: str) -> int:
@@ -68,6 +74,14 @@ def umount_if_mounted(target: str) -> bool:
         if e.errno in (errno.EINVAL, errno.ENOENT):
             return False
         raise
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants get re-parented to this process instead of init (so it can reap them)."""
+    _check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def is_mountpoint(path: str) -> bool:

@@ -21,6 +21,40 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("inspect",): ("system_cmds", "inspect", "Return low-level information on Docker objects"),
     ("info",): ("system_cmds", "info", "Display system-wide information"),
     ("version",): ("system_cmds", "version", "Show the Docker version information"),
+    ("create",): ("container_cmds", "create", "Create a new container"),
+    ("run",): ("container_cmds", "run", "Create and run a new container from an image"),
+    ("start",): ("container_cmds", "start", "Start one or more stopped containers"),
+    ("stop",): ("container_cmds", "stop", "Stop one or more running containers"),
+    ("kill",): ("container_cmds", "kill", "Kill one or more running containers"),
+    ("restart",): ("container_cmds", "restart", "Restart one or more containers"),
+    ("rm",): ("container_cmds", "rm", "Remove one or more containers"),
+    ("ps",): ("container_cmds", "ps", "List containers"),
+    ("logs",): ("container_cmds", "logs", "Fetch the logs of a container"),
+    ("wait",): ("container_cmds", "wait", "Block until one or more containers stop, then print their exit codes"),
+    ("exec",): ("container_cmds", "exec_", "Execute a command in a running container"),
+    ("attach",): ("container_cmds", "attach", "Attach local standard input, output, and error streams to a "
+                                              "running container"),
+    ("pause",): ("container_cmds", "pause", "Pause all processes within one or more containers"),
+    ("unpause",): ("container_cmds", "unpause", "Unpause all processes within one or more containers"),
+    ("rename",): ("container_cmds", "rename", "Rename a container"),
+    ("container", "create"): ("container_cmds", "create", "Create a new container"),
+    ("container", "run"): ("container_cmds", "run", "Create and run a new container from an image"),
+    ("container", "start"): ("container_cmds", "start", "Start one or more stopped containers"),
+    ("container", "stop"): ("container_cmds", "stop", "Stop one or more running containers"),
+    ("container", "kill"): ("container_cmds", "kill", "Kill one or more running containers"),
+    ("container", "restart"): ("container_cmds", "restart", "Restart one or more containers"),
+    ("container", "rm"): ("container_cmds", "rm", "Remove one or more containers"),
+    ("container", "ls"): ("container_cmds", "ps", "List containers"),
+    ("container", "list"): ("container_cmds", "ps", "List containers"),
+    ("container", "ps"): ("container_cmds", "ps", "List containers"),
+    ("container", "logs"): ("container_cmds", "logs", "Fetch the logs of a container"),
+    ("container", "wait"): ("container_cmds", "wait", "Block until one or more containers stop"),
+    ("container", "exec"): ("container_cmds", "exec_", "Execute a command in a running container"),
+    ("container", "attach"): ("container_cmds", "attach", "Attach to a running container"),
+    ("container", "pause"): ("container_cmds", "pause", "Pause all processes within one or more containers"),
+    ("container", "unpause"): ("container_cmds", "unpause", "Unpause all processes within containers"),
+    ("container", "rename"): ("container_cmds", "rename", "Rename a container"),
+    ("container", "inspect"): ("system_cmds", "container_inspect", "Display detailed information on containers"),
     ("image", "ls"): ("image_cmds", "images", "List images"),
     ("image", "list"): ("image_cmds", "images", "List images"),
     ("image", "inspect"): ("image_cmds", "image_inspect", "Display detailed information on one or more images"),
@@ -45,6 +79,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
 }
 GROUPS = {
+    "container": "Manage containers",
     "image": "Manage images",
     "registry": "Run a registry of your own",
     "system": "Manage Docker",
@@ -141,8 +176,11 @@ def _build_parser(words: tuple[str, ...], module, function: str, text: str):
         def error(self, message: str):  # docker: "unknown flag: --x / See 'docker images --help'." exit 125
             raise UsageError(f"{message}\nSee 'dockyard {' '.join(words)} --help'.")
 
-    parser = Parser(prog=f"dockyard {' '.join(words)}", description=text)
+    parser = Parser(prog=f"dockyard {' '.join(words)}", description=text, add_help=False)
     getattr(module, f"{function}_parser")(parser)
+    # --help everywhere; -h too, except where docker gives -h another meaning (run -h is --hostname).
+    flags = ["--help"] if "-h" in parser._option_string_actions else ["-h", "--help"]
+    parser.add_argument(*flags, action="help", help="Print usage")
     return parser
 
 

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
+from dockyard.timeutil import human_duration
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -31,33 +33,6 @@ def bytes_size(size: float) -> str:
         size /= 1024
         i += 1
     return f"{size:.4g}{_BINARY_UNITS[i]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's units.HumanDuration ('About a minute', '3 weeks')."""
-    if seconds < 1:
-        return "Less than a second"
-    if seconds < 2:
-        return "1 second"
-    if seconds < 60:
-        return f"{int(seconds)} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // (24 * 7)} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // (24 * 30)} months"
-    return f"{hours // (24 * 365)} years"
 
 
 def since(timestamp: float | None) -> str:

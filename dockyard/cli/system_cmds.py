@@ -11,7 +11,7 @@ from dockyard import API_VERSION, __version__
 from dockyard.cli.output import human_size, print_formatted
 from dockyard.errors import NotFound
 
-OBJECT_TYPES = ("image",)
+OBJECT_TYPES = ("container", "image", "volume")
 
 
 def inspect_parser(p: argparse.ArgumentParser) -> None:
@@ -21,15 +21,25 @@ def inspect_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", choices=OBJECT_TYPES, help="Return JSON for specified type")
 
 
-def _find(ctx, name: str, kind: str | None):
-    """The first object of any type (in Docker's order) with this name."""
-    from dockyard.engine.image_views import inspect as inspect_image
+def _find(ctx, name: str, kind: str | None, size: bool = False):
+    """The first object of any type, in Docker's order (container, image, volume), with this name."""
+    if kind in (None, "container"):
+        from dockyard.engine.container_views import inspect as inspect_container
 
+        record = ctx.engine.containers.records.lookup(name)
+        if record is not None:
+            return inspect_container(ctx.engine, ctx.engine.containers.refresh(record), size)
     if kind in (None, "image"):
+        from dockyard.engine.image_views import inspect as inspect_image
+
         service = ctx.engine.images
         image = service.records.lookup(name)
         if image is not None:
             return inspect_image(service, image)
+    if kind in (None, "volume"):
+        volume = ctx.engine.volumes.find(name)
+        if volume is not None:
+            return volume
     raise NotFound(f"No such object: {name}")
 
 
@@ -39,7 +49,29 @@ def inspect(args, ctx) -> int:
     found, status = [], 0
     for name in args.names:
         try:
-            found.append(_find(ctx, name, args.type))
+            found.append(_find(ctx, name, args.type, args.size))
+        except NotFound as e:
+            status = 1
+            sys.stdout.flush()
+            sys.stderr.write(f"Error: {e}\n")
+    print_inspect(found, args.format, ctx)
+    return status
+
+
+def container_inspect_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+    p.add_argument("-f", "--format", help="Format output using a custom template")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+
+
+def container_inspect(args, ctx) -> int:
+    from dockyard.cli.image_cmds import print_inspect
+    from dockyard.engine.container_views import inspect as inspect_container
+
+    found, status = [], 0
+    for name in args.names:
+        try:
+            found.append(inspect_container(ctx.engine, ctx.engine.containers.get(name), args.size))
         except NotFound as e:
             status = 1
             sys.stdout.flush()

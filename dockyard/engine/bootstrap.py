@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from types import ModuleType
@@ -21,9 +20,7 @@ def bootstrap(service: ImageService, template: ModuleType, options: argparse.Nam
         with store.blobs.writer(on_verified=lease.claim_blob) as writer:
             template.write_layer(writer, options, workdir)
             digest = writer.commit()
-        epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        t = float(epoch) if epoch else time.time()
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(template.created(options)))
         history = [{"created": created, "created_by": f"dockyard image bootstrap {template.NAME}"}]
         config_raw = new_config([digest], template.config(options), history, created)
         return service.create_image(lease, [(Descriptor(OCI_LAYER, digest, writer.size), digest)], config_raw,

@@ -9,11 +9,16 @@ from dockyard.config import run_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
+    from dockyard.engine.monitor.client import MonitorClient
+    from dockyard.engine.volumes import VolumeService
     from dockyard.store.store import Store
 
 
 class Engine:
+    """Services are built on first use, so a command pays only for what it touches."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.run_root = run_root(root)
@@ -28,7 +33,33 @@ class Engine:
     def images(self) -> ImageService:
         from dockyard.engine.images import ImageService
 
-        return ImageService(self.store)
+        service = ImageService(self.store)
+        service.users_of = lambda image_id: self.containers.records.users_of_image(image_id)
+        return service
+
+    @cached_property
+    def containers(self) -> ContainerService:
+        from dockyard.engine.containers import ContainerService
+
+        return ContainerService(self)
+
+    @cached_property
+    def volumes(self) -> VolumeService:
+        from dockyard.engine.volumes import VolumeService
+
+        service = VolumeService(self.root, self.store.db)
+        service.in_use = lambda name: self.containers.volume_users(name)
+        return service
+
+    def monitor(self) -> MonitorClient:
+        from dockyard.engine.monitor.client import MonitorClient
+
+        return MonitorClient(str(self.root), str(self.run_root))
+
+    def monitor_alive(self) -> bool:
+        from dockyard.engine.monitor.client import monitor_alive
+
+        return monitor_alive(str(self.run_root))
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bz2
 import lzma
+import os
+import stat
 import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -122,6 +124,17 @@ class _Peekable:
         return self.stream.read(n)
 
 
+def _is_plain_file(stream: BinaryIO) -> bool:
+    """An uncompressed regular file: its bytes can be copied by the kernel as they are."""
+    try:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode) or stream.tell() != 0:
+            return False
+    except (OSError, AttributeError, ValueError):
+        return False
+    head = os.pread(stream.fileno(), 6, 0)
+    return sniff(head) is None and not head.startswith((b"BZh", b"\xfd7zXZ\x00"))
+
+
 def import_rootfs(service: ImageService, stream: BinaryIO, source_name: str, tag: str | None,
                   changes: list[str], message: str) -> ImageRecord:
     """`docker import`: one layer from a root file system tarball, with config changes applied."""
@@ -132,7 +145,10 @@ def import_rootfs(service: ImageService, stream: BinaryIO, source_name: str, tag
     store = service.store
     with store.lease() as lease:
         with store.blobs.writer(on_verified=lease.claim_blob) as writer:
-            writer.copy_from(_uncompressed(stream))
+            if _is_plain_file(stream):
+                writer.copy_file_range(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
+            else:
+                writer.copy_from(_uncompressed(stream))
             if writer.size == 0:
                 raise CorruptContent("import source is empty: not a tarball")
             digest = writer.commit()

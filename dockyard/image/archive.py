@@ -52,18 +52,21 @@ class ArchiveReader:
     # --- pass 1: the tar -------------------------------------------------------------------------------------
 
     def read(self, stream: BinaryIO) -> list[ArchiveImage]:
+        # A regular file is read in place (its blobs copied by the kernel); a pipe is streamed.
+        source_fd = _regular_file_fd(stream)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=COPY_CHUNK) as tar:
+            with tarfile.open(fileobj=stream, mode="r:" if source_fd is not None else "r|",
+                              bufsize=COPY_CHUNK) as tar:
                 while (member := tar.next()) is not None:
                     tar.members.clear()
-                    self._member(tar, member)
+                    self._member(tar, member, source_fd)
         except tarfile.TarError as e:
             raise CorruptContent(f"invalid archive: {e}") from None
         except EOFError:
             raise CorruptContent("invalid archive: it ends in the middle of an entry") from None
         return self._images()
 
-    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo, source_fd: int | None) -> None:
         path = posixpath.normpath(member.name.lstrip("/"))
         if member.issym() or member.islnk():
             target = member.linkname
@@ -76,26 +79,34 @@ class ArchiveReader:
         data = tar.extractfile(member)
         assert data is not None
         parts = path.split("/")
+        in_place = (source_fd, member.offset_data) if source_fd is not None else None
         if len(parts) == 3 and parts[:2] == ["blobs", "sha256"]:
             digest = "sha256:" + parts[2]
-            self._store(path, data, member.size, digest)
+            self._store(path, data, member.size, digest, in_place)
         elif member.size <= METADATA_MAX and (path.endswith(".json") or path in ("repositories", "oci-layout")
                                                or path.endswith("/json") or path.endswith("/VERSION")):
             self.small[path] = _read_exact(data, member.size)
         else:
-            self._store(path, data, member.size, None)
+            self._store(path, data, member.size, None, in_place)
 
-    def _store(self, path: str, data: BinaryIO, size: int, digest: str | None) -> None:
+    def _store(self, path: str, data: BinaryIO, size: int, digest: str | None,
+               in_place: tuple[int, int] | None) -> None:
         if digest is not None:
             self.claim(digest)  # claim first: a concurrent sweep must not remove a copy we are about to reuse
             if self.blobs.exists(digest):
-                with self.blobs.open(digest) as f:
-                    self.stored[path] = (digest, size, f.read(4))
+                # Already stored: still check the archive's copy, so a corrupt archive never loads silently.
+                head = _verify_stream(data, size, digest)
+                self.stored[path] = (digest, size, head)
                 return
         with self.blobs.writer(digest, size, on_verified=self.claim) as writer:
-            head = data.read(min(4, size))
-            writer.write(head)
-            writer.copy_from(data, size - len(head))
+            if in_place is not None:
+                fd, offset = in_place
+                head = os.pread(fd, min(4, size), offset)
+                writer.copy_file_range(fd, offset, size)
+            else:
+                head = data.read(min(4, size))
+                writer.write(head)
+                writer.copy_from(data, size - len(head))
             stored = writer.commit()
         self.stored[path] = (stored, size, head)
 
@@ -222,6 +233,36 @@ def _pick_platform(entries: list[Descriptor]) -> Descriptor | None:
                 return entry
             best = best or entry
     return best
+
+
+def _regular_file_fd(stream: BinaryIO) -> int | None:
+    import stat
+
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode) and stream.tell() == 0:
+            return fd
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
+def _verify_stream(data: BinaryIO, size: int, digest: str) -> bytes:
+    """Read `size` bytes and check them against `digest`; return the first four."""
+    import hashlib
+
+    h = hashlib.sha256()
+    head, remaining = b"", size
+    while remaining:
+        chunk = data.read(min(COPY_CHUNK, remaining))
+        if not chunk:
+            raise CorruptContent("archive ends in the middle of a file")
+        head = head or chunk[:4]
+        h.update(chunk)
+        remaining -= len(chunk)
+    if "sha256:" + h.hexdigest() != digest:
+        raise CorruptContent(f"digest mismatch: archive's blob {digest} has content sha256:{h.hexdigest()}")
+    return head
 
 
 def _read_exact(data: BinaryIO, size: int) -> bytes:

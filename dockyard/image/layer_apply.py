@@ -144,7 +144,7 @@ class _Applier:
                     child = os.open(part, DIR_FLAGS, dir_fd=fd)
                 except OSError as e:
                     if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        what = "a symlink" if e.errno == errno.ELOOP else "not a directory"
+                        what = "a symlink" if _is_symlink(part, fd) else "not a directory"
                         raise UnsafeLayer(
                             f"layer entry {'/'.join(parts)!r} goes through {'/'.join(dir_parts[:depth + 1])!r}, "
                             f"which is {what}"
@@ -305,8 +305,10 @@ class _Applier:
             os.close(fd)
 
     def _copy_sparse(self, tar: tarfile.TarFile, member: tarfile.TarInfo, fd: int) -> None:
-        data = tar.extractfile(member)
-        assert data is not None and member.sparse is not None
+        extracted = tar.extractfile(member)
+        assert extracted is not None and member.sparse is not None
+        # The unbuffered reader: it seeks over holes without reading them, even in a stream.
+        data = extracted.raw  # type: ignore[attr-defined]
         for offset, length in member.sparse:
             data.seek(offset)
             os.lseek(fd, offset, os.SEEK_SET)
@@ -445,7 +447,8 @@ class _Applier:
                     os.setxattr(f"/proc/self/fd/{fd}/{name}", key, value, follow_symlinks=False)
             except OSError as e:
                 if e.errno not in (errno.ENOTSUP, errno.EPERM):
-                    raise
+                    raise UnsafeLayer(f"layer entry {member.name!r}: cannot set xattr {key}: "
+                                      f"{os.strerror(e.errno)}") from None
         if member.isdir():
             return  # directories get their times at the end
         mtime = int(member.mtime * 1e9)
@@ -477,6 +480,13 @@ class _Applier:
             os.close(fd)
             raise
         return fd
+
+
+def _is_symlink(name: str, dir_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -78,6 +78,33 @@ class BlobWriter:
         if remaining:
             raise CorruptContent(f"unexpected end of data: {remaining} bytes missing")
 
+    def copy_file_range(self, source_fd: int, offset: int, size: int) -> None:
+        """Copy `size` bytes of a regular file from `offset` in the kernel, then hash them from the page cache.
+
+        Copying through Python costs a read and a write of every byte; this is about twice as fast.
+        """
+        assert self._file is not None
+        if self.expected_size is not None and self.size + size > self.expected_size:
+            raise CorruptContent(f"blob {self.expected_digest or ''} is larger than its declared size")
+        self._file.flush()
+        out = self._file.fileno()
+        start = self._file.tell()
+        done = 0
+        while done < size:
+            n = os.copy_file_range(source_fd, out, size - done, offset + done)
+            if n == 0:
+                raise CorruptContent(f"unexpected end of data: {size - done} bytes missing")
+            done += n
+        self._file.seek(start + size)
+        with open(self.tmp_path, "rb") as copied:
+            copied.seek(start)
+            remaining = size
+            while remaining:
+                chunk = copied.read(min(CHUNK, remaining))
+                self._hash.update(chunk)
+                remaining -= len(chunk)
+        self.size += size
+
     def commit(self) -> str:
         """Verify size and digest, fsync, and move the blob into place. Returns its digest."""
         assert self._file is not None

@@ -61,6 +61,22 @@ CREATE TABLE lease_items (
     PRIMARY KEY (lease, kind, key)
 );
 CREATE INDEX lease_items_key ON lease_items(kind, key);
+""", """
+CREATE TABLE containers (
+    id       TEXT PRIMARY KEY,             -- 64 hex
+    name     TEXT NOT NULL UNIQUE,         -- without Docker's leading '/'
+    image_id TEXT NOT NULL,                -- the image it was created from (keeps that image alive)
+    created  REAL NOT NULL,
+    data     TEXT NOT NULL                 -- JSON: Config, HostConfig, State... as `inspect` shows them
+);
+CREATE INDEX containers_image ON containers(image_id);
+CREATE TABLE volumes (
+    name      TEXT PRIMARY KEY,
+    driver    TEXT NOT NULL,
+    created   TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    data      TEXT NOT NULL                -- JSON: Labels, Options
+);
 """]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -78,6 +94,9 @@ class Database:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA busy_timeout = 60000")
         self.conn.execute("PRAGMA foreign_keys = ON")
+        # WAL with synchronous=NORMAL: a commit survives any process crash without an fsync of its own; only
+        # a power cut can lose the last few commits, and never corrupts the database.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:

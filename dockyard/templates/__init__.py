@@ -6,7 +6,8 @@ There is no Docker Hub here, so base images are made locally. A template is a mo
 * `add_arguments(parser)` for its options,
 * `reference(options) -> str`, the name the image gets (busybox:latest, debian:bookworm...),
 * `write_layer(out, options, workdir)`, which writes the root file system as one uncompressed layer tar,
-* `config(options) -> dict`, the image config's `config` section (Cmd, Env...).
+* `config(options) -> dict`, the image config's `config` section (Cmd, Env...),
+* `created(options) -> float`, the image's creation time (fixed where the recipe is reproducible).
 
 To add one, write such a module and list it in TEMPLATES.
 """

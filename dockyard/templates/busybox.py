@@ -55,10 +55,14 @@ def _applets(binary: str) -> list[str]:
     return sorted({line.strip() for line in out.splitlines() if line.strip() and line.strip() != "bin/busybox"})
 
 
+def created(options: argparse.Namespace) -> float:
+    return float(os.environ.get("SOURCE_DATE_EPOCH") or int(os.stat(_binary(options)).st_mtime))
+
+
 def write_layer(out: BinaryIO, options: argparse.Namespace, workdir: str) -> None:
     binary = _binary(options)
     st = os.stat(binary)
-    mtime = int(os.environ.get("SOURCE_DATE_EPOCH") or st.st_mtime)
+    mtime = int(created(options))
 
     def info(name: str, kind: bytes, mode: int, size: int = 0, link: str = "") -> tarfile.TarInfo:
         entry = tarfile.TarInfo(name)

@@ -11,6 +11,7 @@ import argparse
 import os
 import shutil
 import subprocess
+import time
 from typing import Any, BinaryIO
 
 from dockyard.errors import HostError, NotFound
@@ -57,6 +58,10 @@ def write_layer(out: BinaryIO, options: argparse.Namespace, workdir: str) -> Non
         write_tar(diff_trees(None, rootfs), out, clamp_mtime=int(epoch) if epoch else None)
     finally:
         remove_tree(rootfs)
+
+
+def created(options: argparse.Namespace) -> float:
+    return float(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
 
 
 def config(options: argparse.Namespace) -> dict[str, Any]:

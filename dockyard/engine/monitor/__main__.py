@@ -1,0 +1,5 @@
+import sys
+
+from dockyard.engine.monitor.server import main
+
+sys.exit(main())

@@ -1,0 +1,144 @@
+"""What commands use to talk to the monitor; starts it when nobody serves the root yet."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from dockyard.engine.monitor import protocol
+from dockyard.errors import Conflict, DockyardError, HostError, InvalidArgument, NotFound, NotModified
+
+START_TIMEOUT = 10.0
+ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified}
+
+
+def monitor_alive(run_root: str) -> bool:
+    """Whether a monitor holds this root's lock (it holds it for as long as it lives)."""
+    path = os.path.join(run_root, "monitor.lock")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def raise_for(reply: dict) -> dict:
+    if "error" in reply:
+        error = ERRORS.get(reply.get("status", 500), DockyardError)(reply["error"])
+        error.exit_code = reply.get("code", 1)  # type: ignore[attr-defined]
+        raise error
+    return reply
+
+
+class Stream:
+    """A connection after its first reply: frames from the monitor, frames to it."""
+
+    def __init__(self, sock: socket.socket, buffer: bytearray, reply: dict, fds: list[int]) -> None:
+        self.sock, self.buffer, self.reply, self.fds = sock, buffer, reply, fds
+
+    def frames(self):
+        """Yield (stream, payload) until the monitor closes the connection."""
+        while True:
+            for item in protocol.parse_frames(self.buffer):
+                yield item
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return
+            self.buffer += data
+
+    def send(self, stream: int, payload: bytes) -> None:
+        self.sock.sendall(protocol.frame(stream, payload))
+
+    def wait_exit(self) -> int:
+        """Read until the exit event; its code."""
+        for stream, payload in self.frames():
+            if stream == protocol.EVENT:
+                value = json.loads(payload)
+                if "exit" in value:
+                    return int(value["exit"])
+        raise HostError("the monitor closed the connection before the process exited")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class MonitorClient:
+    def __init__(self, root: str, run_root: str) -> None:
+        self.root = root
+        self.run_root = run_root
+        self.path = os.path.join(run_root, "monitor.sock")
+
+    def _connect(self) -> socket.socket:
+        deadline = None
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(self.path)
+                return sock
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+            if deadline is None:
+                self._spawn()
+                deadline = time.monotonic() + START_TIMEOUT
+            elif time.monotonic() > deadline:
+                raise HostError(f"the monitor did not start (see {self.run_root}/monitor.log)")
+            time.sleep(0.005)
+
+    def _spawn(self) -> None:
+        os.makedirs(self.run_root, exist_ok=True)
+        if monitor_alive(self.run_root):
+            return  # starting up, or about to exit: the connect loop retries
+        log = open(os.path.join(self.run_root, "monitor.log"), "ab")
+        subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", "--root", self.root],
+                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                         cwd="/")
+        log.close()
+
+    def open(self, message: dict, fds: list[int] | None = None) -> Stream:
+        """Send a request and read its first reply; the connection stays open for frames."""
+        for attempt in range(3):
+            sock = self._connect()
+            try:
+                protocol.send_message(sock, message, fds)
+                buffer = bytearray()
+                reply, received = protocol.recv_message(sock, buffer)
+            except (BrokenPipeError, ConnectionResetError):
+                sock.close()
+                time.sleep(0.05)
+                continue  # the monitor was exiting as we connected: the next try starts a new one
+            if reply is None:
+                sock.close()
+                time.sleep(0.05)
+                continue
+            try:
+                raise_for(reply)
+            except BaseException:
+                sock.close()
+                raise
+            return Stream(sock, buffer, reply, received)
+        raise HostError("could not reach the monitor")
+
+    def request(self, message: dict, fds: list[int] | None = None) -> dict:
+        """A request answered by one reply; when the reply says it is waiting, wait for the event too."""
+        stream = self.open(message, fds)
+        try:
+            if stream.reply.get("waiting"):
+                code = stream.wait_exit()
+                return {**stream.reply, "exit": code}
+            return stream.reply
+        finally:
+            stream.close()

@@ -1,0 +1,5 @@
+import sys
+
+from dockyard.runtime.cli import main
+
+sys.exit(main())

@@ -1,0 +1,199 @@
+"""Code that runs in the forked child: the container's init (create) and an exec'd process (exec).
+
+Both report to the parent over a close-on-exec pipe: one JSON line, {"ok": true} when the init is set up and
+about to wait for `start`, or {"error": ..., "kind": ...} before exiting 1. An exec'd process writes nothing
+on success: the pipe closing at execve is the signal.
+
+Nothing here may return to the caller's code: every path ends in execve or os._exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.runtime import cgroups, devices, mounts, namespaces, process, syscalls as sc
+from dockyard.runtime.errors import InvalidArgument, kind_of
+
+
+@dataclass
+class InitArgs:
+    config: dict[str, Any]
+    rootfs: str
+    bundle: str
+    fifo: str
+    report_fd: int
+    cgroup_dirs: dict[str, str]
+    ns: namespaces.Plan
+    stdio: tuple[int, int, int] | None = None
+    console_fd: int | None = None  # connected console socket, when process.terminal
+    preserve_fds: int = 0
+    seccomp_program: bytes | None = None
+    container_id: str = ""
+    no_new_keyring: bool = False
+    fifo_fd: int = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
+    dev_readonly: bool = False
+
+
+@dataclass
+class ExecArgs:
+    process: dict[str, Any]
+    init_pid: int
+    ns_types: list[str]
+    report_fd: int
+    cgroup_dirs: dict[str, str]
+    stdio: tuple[int, int, int] | None = None
+    console_fd: int | None = None
+    preserve_fds: int = 0
+    seccomp_program: bytes | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _report(fd: int, message: dict[str, Any]) -> None:
+    os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+def _fail(fd: int, exc: BaseException) -> None:
+    try:
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if os.environ.get("DOCKYARD_RUNTIME_DEBUG") and "traceback" in sys.modules:
+            message += "\n" + "".join(sys.modules["traceback"].format_exception(exc))
+        _report(fd, {"error": message, "kind": kind_of(exc)})
+    finally:
+        os._exit(1)
+
+
+def run_init(a: InitArgs) -> None:
+    try:
+        path, args, env, late = _setup_init(a)
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)  # from now on the container outlives whoever created it
+        fifo = a.fifo_fd
+        _report(a.report_fd, {"ok": True})
+    except BaseException as e:  # noqa: BLE001 - everything must reach the parent
+        _fail(a.report_fd, e)
+        return
+    try:
+        # Block until `start` writes a byte (runc's exec.fifo protocol, see state.py).
+        while not os.read(fifo, 1):
+            pass
+        process.reset_signals()
+        process.execute(path, args, env, a.seccomp_program, late)
+    except BaseException as e:  # noqa: BLE001 - after `start` the only channel left is the process's stderr
+        _last_words(e)
+    finally:
+        os._exit(126)
+
+
+def _setup_init(a: InitArgs) -> tuple[str, list[str], list[str], bool]:
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    proc = a.config.get("process") or {}
+    linux = a.config.get("linux") or {}
+    process.setup_stdio(a.stdio)
+    process.set_oom_score_adj(proc.get("oomScoreAdj"))
+    cgroups.join(a.cgroup_dirs)
+    namespaces.join_paths(a.ns.join)
+    flags = a.ns.unshare_flags()
+    if flags:
+        sc.unshare(flags)
+    if not a.ns.has("mount"):
+        raise InvalidArgument("a mount namespace is required")
+    # O_RDWR: opening never blocks, and reading blocks until `start` writes.
+    a.fifo_fd = os.open(a.fifo, os.O_RDWR | os.O_CLOEXEC)
+    if not a.no_new_keyring:
+        sc.join_session_keyring("_ses." + a.container_id)
+    _build_rootfs(a, linux)
+    if proc.get("terminal"):
+        _setup_console(a)
+    mounts.finalize(bool((a.config.get("root") or {}).get("readonly")), a.dev_readonly)
+    if a.config.get("hostname"):
+        if not a.ns.has("uts"):
+            raise InvalidArgument("setting the hostname needs a uts namespace")
+        sc.sethostname(a.config["hostname"])
+    if a.config.get("domainname"):
+        sc.setdomainname(a.config["domainname"])
+    _write_sysctls(linux.get("sysctl") or {})
+    mounts.readonly_paths(linux.get("readonlyPaths"))
+    mounts.masked_paths(linux.get("maskedPaths"))
+    path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
+    late = bool(proc.get("noNewPrivileges"))
+    return path, list(proc["args"]), process.build_env(proc), late
+
+
+def _build_rootfs(a: InitArgs, linux: dict[str, Any]) -> None:
+    mounts.prepare_root(a.rootfs, linux.get("rootfsPropagation"))
+    ctx = mounts.Context(a.rootfs, a.bundle, a.cgroup_dirs, cgroupns=a.ns.has("cgroup"))
+    rootfd = os.open(a.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        mounts.mount_all(ctx, rootfd, a.config.get("mounts") or [])
+        if not ctx.dev_bound:
+            devices.create_nodes(rootfd, linux.get("devices"))
+            devices.create_symlinks(rootfd)
+    finally:
+        os.close(rootfd)
+    mounts.pivot(a.rootfs)
+    a.dev_readonly = ctx.dev_readonly
+
+
+def _setup_console(a: InitArgs) -> None:
+    if a.console_fd is None:
+        raise InvalidArgument("process.terminal is set but no console socket was given")
+    master, slave = devices.open_console()
+    devices.bind_console(slave)
+    devices.send_fd(a.console_fd, master)
+    os.close(master)
+    os.close(a.console_fd)
+    devices.become_terminal_owner(slave)
+
+
+def _write_sysctls(values: dict[str, str]) -> None:
+    for key, value in values.items():
+        if "/" in key or ".." in key:
+            raise InvalidArgument(f"invalid sysctl {key!r}")
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+
+def run_exec(a: ExecArgs) -> None:
+    """Join the running container (cgroups, then namespaces), then become the requested process."""
+    try:
+        proc = a.process
+        process.setup_stdio(a.stdio)
+        cgroups.join(a.cgroup_dirs)
+        paths = {t: f"/proc/{a.init_pid}/ns/{namespaces.PROC_NAMES[t]}" for t in a.ns_types if t != "pid"}
+        namespaces.join_paths(paths)
+        if proc.get("terminal"):
+            _exec_console(a)
+        path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
+        env = process.build_env(proc)
+        process.reset_signals()
+        sc.prctl(sc.PR_SET_PDEATHSIG, 0)
+    except BaseException as e:  # noqa: BLE001
+        _fail(a.report_fd, e)
+        return
+    try:
+        process.execute(path, list(proc["args"]), env, a.seccomp_program, bool(proc.get("noNewPrivileges")))
+    except BaseException as e:  # noqa: BLE001
+        _last_words(e)
+    finally:
+        os._exit(126)
+
+
+def _last_words(exc: BaseException) -> None:
+    try:
+        os.write(2, f"dockyard-runtime: {exc}\n".encode())
+    except OSError:
+        pass
+
+
+def _exec_console(a: ExecArgs) -> None:
+    if a.console_fd is None:
+        raise InvalidArgument("process.terminal is set but no console socket was given")
+    master, slave = devices.open_console()
+    devices.send_fd(a.console_fd, master)
+    os.close(master)
+    os.close(a.console_fd)
+    devices.become_terminal_owner(slave)
