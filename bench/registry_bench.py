@@ -25,7 +25,6 @@ import argparse
 import gzip
 import hashlib
 import io
-import json
 import os
 import random
 import shutil

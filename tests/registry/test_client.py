@@ -12,9 +12,18 @@ from typing import Iterator
 
 import pytest
 import requests
-
-from conftest import (REPO_ROOT, OciImage, Server, busybox_layer, layer_from_bytes, oci_manifest_digest, sha256,
-                      skopeo, start_distribution, start_dockyard_registry, write_oci_layout)
+from conftest import (
+    REPO_ROOT,
+    OciImage,
+    Server,
+    busybox_layer,
+    layer_from_bytes,
+    sha256,
+    skopeo,
+    start_distribution,
+    start_dockyard_registry,
+    write_oci_layout,
+)
 from test_server_auth import write_htpasswd
 
 

@@ -13,8 +13,8 @@ from typing import Iterator
 
 import pytest
 from aiohttp import web
-
 from conftest import layer_from_bytes, sha256
+
 from dockyard.errors import CorruptContent, HostError
 from dockyard.registry.client.progress import Progress
 from dockyard.registry.client.pull import PullOptions, pull_image

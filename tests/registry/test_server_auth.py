@@ -9,7 +9,6 @@ from typing import Iterator
 
 import pytest
 import requests
-
 from conftest import Server, sha256, skopeo, start_dockyard_registry
 
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import requests
-
 from conftest import Server, sha256
 
 NAME = "team/app"

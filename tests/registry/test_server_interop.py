@@ -12,9 +12,17 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from conftest import (OciImage, Server, busybox_layer, layer_from_bytes, oci_manifest_digest, sha256, skopeo,
-                      start_dockyard_registry, write_oci_layout)
+from conftest import (
+    OciImage,
+    Server,
+    busybox_layer,
+    layer_from_bytes,
+    oci_manifest_digest,
+    sha256,
+    skopeo,
+    start_dockyard_registry,
+    write_oci_layout,
+)
 
 
 def copy_round_trip(server: Server, image: OciImage, name: str, tmp_path: Path, *extra: str) -> str:

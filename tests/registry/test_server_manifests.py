@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import requests
-
 from conftest import Server, sha256
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from dockyard import __version__
 from dockyard.registry.client.auth import TokenCache
-from dockyard.registry.client.credentials import CredentialStore, Credentials
+from dockyard.registry.client.credentials import Credentials, CredentialStore
 from dockyard.registry.client.hosts import insecure_registries, is_insecure
 from dockyard.registry.client.http import HttpClient
 from dockyard.registry.client.transport import RegistryClient
