@@ -207,3 +207,33 @@ def test_login_and_push_with_token_server(dockyard: Dockyard, tmp_path: Path) ->
                f"oci:{tmp_path / 'back'}:1")
     finally:
         server.stop()
+
+
+def test_pull_docker_schema2_and_manifest_list(dockyard: Dockyard, registry: Server, tmp_path: Path) -> None:
+    images = {}
+    layout = tmp_path / "multi"
+    for arch in ("amd64", "arm64"):
+        images[arch] = write_oci_layout(layout, arch, [layer_from_bytes("arch", arch.encode())],
+                                        config_extra={"architecture": arch})
+    entries = [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.digest,
+                "size": len(img.manifest), "platform": {"os": "linux", "architecture": arch}}
+               for arch, img in images.items()]
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    (layout / "blobs" / "sha256" / sha256(index)[7:]).write_bytes(index)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index),
+         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    name = f"{registry.host}/docker/list:latest"
+    skopeo("copy", "--all", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{layout}:multi", f"docker://{name}")
+    r = requests.head(f"{registry.url}/v2/docker/list/manifests/latest", headers={"Accept": "*/*"})
+    assert r.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    out = dockyard.run("pull", "--platform", "linux/arm64", name).stdout
+    assert f"Digest: {r.headers['Docker-Content-Digest']}" in out
+    assert dockyard.image_id(name) == sha256(images["arm64"].config)
+    # The image pushed back keeps its schema 2 manifest, byte for byte.
+    dockyard.run("tag", name, f"{registry.host}/docker/again:arm")
+    pushed = dockyard.run("push", f"{registry.host}/docker/again:arm").stdout
+    r = requests.get(f"{registry.url}/v2/docker/again/manifests/arm", headers={"Accept": "*/*"})
+    assert r.headers["Content-Type"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert f"digest: {r.headers['Docker-Content-Digest']}" in pushed

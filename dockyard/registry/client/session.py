@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from dockyard import __version__
 from dockyard.registry.client.auth import TokenCache
 from dockyard.registry.client.credentials import Credentials, CredentialStore
-from dockyard.registry.client.hosts import insecure_registries, is_insecure
+from dockyard.registry.client.hosts import insecure_registries, is_insecure, normalize_server
 from dockyard.registry.client.http import HttpClient
 from dockyard.registry.client.transport import RegistryClient
 
@@ -17,6 +17,8 @@ from dockyard.registry.client.transport import RegistryClient
 class ClientOptions:
     insecure_registries: list[str] = field(default_factory=list)
     credentials: CredentialStore | None = None
+    # Credentials given with the request (the Engine API's X-Registry-Auth), by registry; they win over the store.
+    auth: dict[str, Credentials] = field(default_factory=dict)
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
 
@@ -43,7 +45,8 @@ class ClientSession:
         with self._lock:
             client = self._clients.get(domain)
             if client is None:
-                creds = credentials if credentials is not None else self.credentials.get(domain)
+                creds = credentials or self.options.auth.get(normalize_server(domain)) or \
+                    self.credentials.get(domain)
                 client = RegistryClient(self.http, domain, creds, is_insecure(domain, self.insecure), self.tokens)
                 self._clients[domain] = client
             return client
