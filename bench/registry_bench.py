@@ -360,7 +360,7 @@ def available_peers() -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--work", default="/tmp/registry-bench")
     parser.add_argument("--kinds", default="rand,text")
     parser.add_argument("--no-peers", action="store_true", help="skip docker and podman")

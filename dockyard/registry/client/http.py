@@ -19,17 +19,25 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
+from dockyard.errors import HostError
+
 BLOCK = 1 << 20
 CONNECT_TIMEOUT = 30.0
 READ_TIMEOUT = 120.0
 MAX_REDIRECTS = 5
 
 
-class TransportError(Exception):
+class TransportError(HostError):
     """The connection failed or broke (refused, reset, timed out, cut short): worth a retry."""
 
 
 _TRANSPORT_ERRORS = (OSError, http.client.HTTPException, socket.timeout)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror.lower() if isinstance(e, ConnectionError) else e.strerror
+    return str(e) or type(e).__name__
 
 
 class Response:
@@ -111,8 +119,10 @@ class HttpClient:
         with self._lock:
             context = self._contexts.get(verify)
             if context is None:
-                context = ssl.create_default_context()
-                if not verify:
+                if verify:
+                    context = ssl.create_default_context()
+                else:  # no CA bundle to load for a context that checks nothing
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
                 self._contexts[verify] = context
@@ -180,6 +190,6 @@ class HttpClient:
                 # A kept-alive connection the server closed meanwhile: once more on a fresh one.
                 if reused and replayable and attempt == 0:
                     continue
-                raise TransportError(f"{method} {url}: {e or type(e).__name__}") from None
+                raise TransportError(f'{method.capitalize()} "{url}": {_reason(e)}') from None
             return Response(raw, conn, self, key, url)
         raise AssertionError("unreachable")

@@ -63,8 +63,8 @@ def pull(service: ImageService, name: str, options: PullOptions, progress: Progr
 def _pull_one(service: ImageService, client: RegistryClient, ref: Reference, wanted: platforms.Platform,
                     options: ClientOptions, progress: Progress) -> PullResult:
     what = ref.tag if ref.digest is None else ref.digest
-    progress.message(f"{what}: Pulling from {ref.path}")
     raw, media_type, digest = client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
+    progress.message(f"{what}: Pulling from {ref.path}")
     top_digest = digest
     if media_type in INDEX_TYPES:
         _, entries = parse_index(raw)

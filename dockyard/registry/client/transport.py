@@ -123,7 +123,7 @@ class RegistryClient:
                     continue
                 self.base, self.verify = f"{scheme}://{self.host}", verify
                 return
-            raise HostError(f'Get "{attempts[-1][0]}://{self.host}/v2/": {error}')
+            raise HostError(str(error))
 
     def _learn_challenge(self, response: Response) -> None:
         if response.status != 401:
