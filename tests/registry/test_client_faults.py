@@ -168,3 +168,79 @@ def test_connection_that_keeps_dropping_fails_cleanly(engine, fake_image) -> Non
             pull_image(engine.images, f"127.0.0.1:{fake.port}/x/big:1", PullOptions(), Progress())
         assert engine.images.records.all() == []
         assert list(engine.store.blobs.ingest_files()) == []
+
+
+def multi_layer_image(count: int) -> tuple[bytes, dict[str, bytes], list[tuple[str, bytes]]]:
+    files = [(f"f{i}.bin", os.urandom((1 + i) << 20)) for i in range(count)]
+    layers = [layer_from_bytes(name, data, compress=i % 2 == 0) for i, (name, data) in enumerate(files)]
+    diff_ids = [sha256(gzip.decompress(layer) if layer[:2] == b"\x1f\x8b" else layer) for layer in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": sha256(config), "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar" +
+                                       ("+gzip" if layer[:2] == b"\x1f\x8b" else ""),
+                                       "digest": sha256(layer), "size": len(layer)} for layer in layers]}).encode()
+    blobs = {sha256(config): config, **{sha256(layer): layer for layer in layers}}
+    return manifest, blobs, files
+
+
+def count_ordinary_unpacks(engine) -> list[str]:  # type: ignore[no-untyped-def]
+    calls: list[str] = []
+    original = engine.images._unpack_layer
+
+    def spy(lease, layer, diff_id, chain_id, parent):  # type: ignore[no-untyped-def]
+        calls.append(layer.digest)
+        return original(lease, layer, diff_id, chain_id, parent)
+
+    engine.images._unpack_layer = spy
+    return calls
+
+
+def check_unpacked(engine, ref: str, files: list[tuple[str, bytes]]) -> None:  # type: ignore[no-untyped-def]
+    image = engine.images.resolve(ref)
+    top = engine.store.snapshots.find(image.chain_id)
+    chain = engine.store.snapshots.chain(top.key)
+    found = {}
+    for snap in chain:
+        for name, data in files:
+            path = Path(engine.store.snapshots.fs(snap)) / name
+            if path.exists():
+                found[name] = path.read_bytes() == data
+    assert found == {name: True for name, _ in files}
+
+
+def test_layers_unpacked_while_downloading(engine) -> None:  # type: ignore[no-untyped-def]
+    manifest, blobs, files = multi_layer_image(3)
+    calls = count_ordinary_unpacks(engine)
+    for fake in serve(FakeRegistry(manifest, blobs)):
+        ref = f"127.0.0.1:{fake.port}/x/multi:1"
+        pull_image(engine.images, ref, PullOptions(), Progress())
+        assert calls == []  # every layer went through the streaming unpack
+        check_unpacked(engine, ref, files)
+
+
+def test_streaming_falls_back_when_download_restarts(engine, fake_image) -> None:  # type: ignore[no-untyped-def]
+    manifest, blobs, layer = fake_image
+    calls = count_ordinary_unpacks(engine)
+    for fake in serve(FakeRegistry(manifest, blobs, cut_first_gets=1, ignore_range=True)):
+        ref = f"127.0.0.1:{fake.port}/x/big:1"
+        pull_image(engine.images, ref, PullOptions(), Progress())
+        assert calls == [sha256(layer)]  # the stream was useless after the restart: unpacked the ordinary way
+        assert engine.store.snapshots.find(engine.images.resolve(ref).chain_id) is not None
+        active = engine.store.db.query("SELECT key FROM snapshots WHERE kind = 'active'")
+        assert active == []
+
+
+def test_spill_limit_leaves_layers_to_ordinary_unpack(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dockyard.registry.client import unpack
+
+    monkeypatch.setattr(unpack, "SPILL_LIMIT", 1000)
+    manifest, blobs, files = multi_layer_image(3)
+    for fake in serve(FakeRegistry(manifest, blobs)):
+        ref = f"127.0.0.1:{fake.port}/x/multi:1"
+        pull_image(engine.images, ref, PullOptions(), Progress())
+        check_unpacked(engine, ref, files)
+        assert engine.store.db.query("SELECT key FROM snapshots WHERE kind = 'active'") == []
+        assert list((engine.store.root / "tmp").iterdir()) == []

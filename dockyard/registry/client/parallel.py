@@ -13,14 +13,23 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 Task = Callable[[threading.Event], None]
 
 
-def run_all(tasks: list[Task], workers: int) -> None:
+def run_all(tasks: list[Task], workers: int, tick: Callable[[], None] | None = None) -> None:
+    """Run the tasks on up to `workers` threads; `tick` runs on the calling thread every 10 ms meanwhile
+    (and once more at the end), for work that must stay on this thread (the store's database)."""
     if not tasks:
+        if tick is not None:
+            tick()
         return
     cancel = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks))), thread_name_prefix="transfer")
     futures: list[Future] = [pool.submit(task, cancel) for task in tasks]
     try:
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        while True:
+            _, pending = wait(futures, timeout=0.01 if tick is not None else None, return_when=FIRST_EXCEPTION)
+            if tick is not None:
+                tick()
+            if not pending or any(f.done() and f.exception() is not None for f in futures):
+                break
         failed = [f for f in futures if f.done() and f.exception() is not None]
         if failed:
             cancel.set()

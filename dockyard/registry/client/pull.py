@@ -22,6 +22,7 @@ from dockyard.registry.client.parallel import run_all
 from dockyard.registry.client.progress import LockedProgress, Progress
 from dockyard.registry.client.session import ClientOptions, ClientSession
 from dockyard.registry.client.transport import RegistryClient
+from dockyard.registry.client.unpack import UnpackChain
 from dockyard.store.images import ImageRecord
 from dockyard.store.store import Lease
 
@@ -80,11 +81,13 @@ def _pull_one(service: ImageService, client: RegistryClient, ref: Reference, wan
         store.blobs.put(raw)
         config_raw = _fetch_small(client, ref, manifest, lease, service)
         config = ImageConfig.parse(config_raw)
-        _fetch_layers(client, ref, manifest, lease, service, options.max_concurrent_downloads, progress)
+        streamed = _fetch_layers(client, ref, manifest, config, lease, service, options.max_concurrent_downloads,
+                                 progress)
         fresh = [layer for layer in manifest.layers if not _unpacked(service, layer.digest)]
         for layer in fresh:
-            progress.layer(short(layer.digest), "Extracting")
-        service.unpack(lease, manifest, config)
+            if layer.digest not in streamed:
+                progress.layer(short(layer.digest), "Extracting")
+        service.unpack(lease, manifest, config)  # the layers not unpacked while they downloaded
         for layer in fresh:
             progress.layer(short(layer.digest), "Pull complete")
         tags = [ref] if ref.digest is None else []
@@ -111,10 +114,11 @@ def _fetch_small(client: RegistryClient, ref: Reference, manifest: Manifest, lea
     return blobs.read(config.digest)
 
 
-def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manifest, lease: Lease,
-                  service: ImageService, parallel: int, progress: Progress) -> None:
+def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manifest, config: ImageConfig,
+                  lease: Lease, service: ImageService, parallel: int, progress: Progress) -> set[str]:
+    """Download the missing layers; returns the digests of those unpacked while they downloaded."""
     blobs = service.store.blobs
-    todo = []
+    todo: list[Descriptor] = []
     for layer in manifest.layers:
         # Claimed before looking and before fetching: a sweep running meanwhile keeps it either way.
         lease.claim_blob(layer.digest)
@@ -123,19 +127,30 @@ def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manifest, le
         elif layer not in todo:
             progress.layer(short(layer.digest), "Pulling fs layer")
             todo.append(layer)
+    chain = UnpackChain(service, lease, manifest, config, {layer.digest for layer in todo})
 
     def fetcher(layer: Descriptor) -> Callable[[threading.Event], None]:
         layer_id = short(layer.digest)
+        sink = chain.sink(layer.digest)
 
         def fetch(cancel: threading.Event) -> None:
             client.fetch_blob(ref.path, layer, lambda: blobs.writer(layer.digest, layer.size),
-                              lambda done, total: progress.layer(layer_id, "Downloading", done, total), cancel)
+                              lambda done, total: progress.layer(layer_id, "Downloading", done, total), cancel,
+                              sink)
+            if sink is not None:
+                sink.end()
             progress.layer(layer_id, "Verifying Checksum")
             progress.layer(layer_id, "Download complete")
 
         return fetch
 
-    run_all([fetcher(layer) for layer in todo], parallel)
+    try:
+        run_all([fetcher(layer) for layer in todo], parallel, chain.tick)
+        chain.tick(wait=True)
+    except BaseException:
+        chain.abort()
+        raise
+    return chain.committed
 
 
 def pull_image(service: ImageService, name: str, options: PullOptions, progress: Progress) -> list[PullResult]:

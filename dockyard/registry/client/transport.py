@@ -250,15 +250,20 @@ class RegistryClient:
             raise error_from(response, f"checking blob {digest} in {self.domain}/{repo}")
 
     def fetch_blob(self, repo: str, blob: Descriptor, new_writer: Callable[[], BlobWriter],
-                   progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> str:
-        """Download a blob into the blob store, resuming after interruptions; returns its verified digest."""
+                   progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                   sink: Any = None) -> str:
+        """Download a blob into the blob store, resuming after interruptions; returns its verified digest.
+
+        `sink` (optional) sees every byte too, in order: `sink.feed(data)`, and `sink.restart()` when the
+        download has to start over from the first byte.
+        """
         scopes = (f"repository:{repo}:pull",)
         writer = new_writer()
         failures = 0
         try:
             while True:
                 try:
-                    writer = self._fetch_into(repo, blob, writer, new_writer, scopes, progress, cancel)
+                    writer = self._fetch_into(repo, blob, writer, new_writer, scopes, progress, cancel, sink)
                     break
                 except TransportError as e:
                     failures += 1
@@ -274,7 +279,7 @@ class RegistryClient:
 
     def _fetch_into(self, repo: str, blob: Descriptor, writer: BlobWriter, new_writer: Callable[[], BlobWriter],
                     scopes: tuple[str, ...], progress: ProgressFn | None,
-                    cancel: threading.Event | None) -> BlobWriter:
+                    cancel: threading.Event | None, sink: Any) -> BlobWriter:
         offset = writer.size
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         with self.request("GET", f"/v2/{repo}/blobs/{blob.digest}", scopes, headers=headers) as response:
@@ -286,6 +291,8 @@ class RegistryClient:
                 if offset:  # the registry ignores Range: start over
                     writer.abort()
                     writer = new_writer()
+                    if sink is not None:
+                        sink.restart()
             elif response.status == 416 and offset == blob.size:
                 return writer
             else:
@@ -298,6 +305,8 @@ class RegistryClient:
                 if not n:
                     break
                 writer.write(buffer[:n])
+                if sink is not None:
+                    sink.feed(buffer[:n])
                 if progress is not None:
                     progress(writer.size, blob.size)
         return writer
