@@ -1,9 +1,10 @@
 """`pull`: a manifest (or an index, then the manifest for a platform), its config and layers into the store.
 
 The steps are the image service's: blobs into the blob store under a lease (claimed before they are
-fetched, so a concurrent garbage collection keeps them), layers unpacked into snapshots, then the image
-recorded with its tag and repo digest in one transaction. Layers download in parallel; each is verified
-before it becomes visible, so an interrupted or failed pull leaves nothing half-stored.
+fetched, so a concurrent garbage collection keeps them), layers unpacked into snapshots (while they download,
+see unpack.py), then the image recorded with its tag and repo digest in one transaction. Layers download in
+parallel; each is verified before it becomes visible, so an interrupted or failed pull leaves nothing
+half-stored. The store's database is only used on the calling thread; transfer threads do I/O only.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def pull(service: ImageService, name: str, options: PullOptions, progress: Progr
 
 
 def _pull_one(service: ImageService, client: RegistryClient, ref: Reference, wanted: platforms.Platform,
-                    options: ClientOptions, progress: Progress) -> PullResult:
+              options: ClientOptions, progress: Progress) -> PullResult:
     what = ref.tag if ref.digest is None else ref.digest
     raw, media_type, digest = client.get_manifest(ref.path, ref.digest or ref.tag or "latest")
     progress.message(f"{what}: Pulling from {ref.path}")
@@ -105,7 +106,7 @@ def _unpacked(service: ImageService, layer_digest: str) -> bool:
 
 
 def _fetch_small(client: RegistryClient, ref: Reference, manifest: Manifest, lease: Lease,
-                       service: ImageService) -> bytes:
+                 service: ImageService) -> bytes:
     blobs = service.store.blobs
     config = manifest.config
     lease.claim_blob(config.digest)
