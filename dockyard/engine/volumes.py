@@ -75,7 +75,10 @@ class VolumeService:
         return self.get(name)
 
     def populate(self, name: str, source: str) -> None:
-        """Copy the image's content at the mount point into a volume that has never been used."""
+        """Copy the image's content at the mount point into a volume that has never been used.
+
+        `source` must already be resolved safely inside the container's rootfs (a /proc fd path).
+        """
         rows = self.db.query("SELECT data FROM volumes WHERE name = ?", (name,))
         if not rows:
             return
@@ -83,7 +86,7 @@ class VolumeService:
         if data.get("Populated"):
             return
         target = self.path(name)
-        if os.path.isdir(source) and not os.path.islink(source) and not os.listdir(target):
+        if os.path.isdir(source) and not os.listdir(target):
             result = subprocess.run(["cp", "-a", "--", source + "/.", target], capture_output=True, text=True)
             if result.returncode != 0:
                 raise HostError(f"copying image content into volume {name}: {result.stderr.strip()}")
