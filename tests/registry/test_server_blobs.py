@@ -312,3 +312,14 @@ def test_range_variants_and_conditional_get(registry: Server) -> None:
     assert r.status_code == 206 and r.headers["Content-Length"] == "10"
     etag = requests.head(url).headers["ETag"]
     assert requests.get(url, headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_in_process_server_thread(tmp_path: Path) -> None:
+    from dockyard.registry.server.app import ServerConfig, ServerThread
+
+    with ServerThread(ServerConfig(root=tmp_path / "reg", port=0)) as server:
+        assert server.port != 0
+        data = b"in-process"
+        r = requests.post(f"{server.url}/v2/inproc/blobs/uploads/", params={"digest": sha256(data)}, data=data)
+        assert r.status_code == 201
+        assert requests.get(f"{server.url}/v2/inproc/blobs/{sha256(data)}").content == data
