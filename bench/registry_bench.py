@@ -13,8 +13,9 @@ the figures measure transfer, not compression. Over loopback, in one run:
 Push goes to a registry restarted with empty storage every run; pull goes into an empty destination (skopeo:
 a fresh OCI directory; dockyard: after `rmi`, so the blobs are gone too). `dockyard pull` also unpacks the
 layer into a snapshot, as docker does; "transfer" is the client's download alone (in-process, no unpack).
-MiB/s = 200 MiB of payload / wall-clock seconds. docker and podman columns come from ../shared/bench/anchors
-(S5); they print as n/a unless those engines are installed and running.
+MiB/s = 200 MiB of payload / wall-clock seconds. docker and podman (S5's peers in ../shared/bench/anchors)
+are measured the same way against docker-registry when they are installed and answer `info` (the image is
+loaded into them with skopeo; their push recompresses, as S5's does); otherwise their rows print n/a.
 
 Run as root: python3 bench/registry_bench.py [--runs 3] [--work /tmp/registry-bench] [--kinds rand,text]
 """
