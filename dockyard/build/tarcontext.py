@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from dockyard.build.errors import BuildContextError
 from dockyard.fsutil import remove_entry
+from dockyard.image.compression import PrefixedStream
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CHUNK = 1 << 20
@@ -38,29 +39,9 @@ def looks_like_archive(head: bytes) -> bool:
     return True
 
 
-class _Prefixed:
-    """A read-only stream: `head` (already read from `rest`), then the remainder of `rest`."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head, self.rest = head, rest
-
-    def read(self, size: int = -1) -> bytes:
-        if not self.head:
-            return self.rest.read(size)
-        if size < 0:
-            data, self.head = self.head + self.rest.read(), b""
-            return data
-        if size <= len(self.head):
-            data, self.head = self.head[:size], self.head[size:]
-            return data
-        # Callers may sniff with one read (tarfile does): fill the request as far as the stream allows.
-        data, self.head = self.head, b""
-        return data + self.rest.read(size - len(data))
-
-
 def _decompressed(stream: BinaryIO) -> BinaryIO:
     head = stream.read(4)
-    joined = _Prefixed(head, stream)
+    joined = PrefixedStream(head, stream)
     if head.startswith(ZSTD_MAGIC):
         import zstandard
         return zstandard.ZstdDecompressor().stream_reader(joined)  # type: ignore[return-value]

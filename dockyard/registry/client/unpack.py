@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from dockyard.engine.images import ImageService
 from dockyard.errors import CorruptContent
+from dockyard.image.compression import PrefixedStream
 from dockyard.image.model import Descriptor, ImageConfig, Manifest, chain_ids
 from dockyard.store.snapshots import new_key
 from dockyard.store.store import Lease
@@ -52,22 +53,6 @@ class _SpillThenPipe:
                 return data
             self.left = 0
         return self.pipe.read(n)
-
-
-class _Prefixed:
-    """A stream with some bytes already read from it put back in front (for sniffing the compression)."""
-
-    def __init__(self, head: bytes, rest: _SpillThenPipe) -> None:
-        self.head, self.rest = head, rest
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n is None or n < 0:
-                data, self.head = self.head + self.rest.read(-1), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            return data
-        return self.rest.read(n)
 
 
 class StreamingUnpack:
@@ -166,7 +151,7 @@ class StreamingUnpack:
                 if not chunk:
                     break
                 head += chunk
-            stream = HashingReader(decompressed(_Prefixed(head, source), sniff(head)))  # type: ignore[arg-type]
+            stream = HashingReader(decompressed(PrefixedStream(head, source), sniff(head)))  # type: ignore[arg-type]
             size = apply_layer(stream, target, options).size  # type: ignore[arg-type]
             stream.drain()
             if stream.digest != self.diff_id:
