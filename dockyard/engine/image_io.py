@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import os
 import stat
 import urllib.request
@@ -14,7 +12,7 @@ from dockyard.errors import CorruptContent, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.image.archive import ArchiveReader, SaveEntry, write_archive
 from dockyard.image.changes import apply_changes
-from dockyard.image.compression import decompressed, peek, sniff
+from dockyard.image.compression import any_uncompressed, sniff
 from dockyard.image.model import OCI_LAYER, Descriptor, ImageConfig, new_config
 from dockyard.engine.images import ImageService
 from dockyard.store.images import ImageRecord
@@ -87,16 +85,6 @@ def open_source(source: str, stdin: BinaryIO) -> tuple[BinaryIO, str]:
         raise InvalidArgument(f"{source} is a directory, not a tarball") from None
 
 
-def _uncompressed(stream: BinaryIO) -> BinaryIO:
-    """The tar inside a possibly compressed stream: gzip, zstd, bzip2 or xz, as `docker import` takes."""
-    head, reader = peek(stream, 6)
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(reader)  # type: ignore[return-value]
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(reader)  # type: ignore[return-value]
-    return decompressed(reader, sniff(head))  # type: ignore[arg-type]
-
-
 def _is_plain_file(stream: BinaryIO) -> bool:
     """An uncompressed regular file: its bytes can be copied by the kernel as they are."""
     try:
@@ -121,7 +109,7 @@ def import_rootfs(service: ImageService, stream: BinaryIO, source_name: str, tag
             if _is_plain_file(stream):
                 writer.copy_file_range(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
             else:
-                writer.copy_from(_uncompressed(stream))
+                writer.copy_from(any_uncompressed(stream))
             if writer.size == 0:
                 raise CorruptContent("import source is empty: not a tarball")
             digest = writer.commit()

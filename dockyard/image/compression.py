@@ -79,6 +79,20 @@ def peek(stream: BinaryIO, size: int) -> tuple[bytes, PrefixedStream]:
     return head, PrefixedStream(head, stream)
 
 
+def any_uncompressed(stream: BinaryIO) -> BinaryIO:
+    """The tar inside a stream that may be gzip, zstd, bzip2 or xz (what `docker import` and build contexts take)."""
+    head, reader = peek(stream, 6)
+    if head.startswith(b"BZh"):
+        import bz2
+
+        return bz2.BZ2File(reader)  # type: ignore[return-value]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        import lzma
+
+        return lzma.LZMAFile(reader)  # type: ignore[return-value]
+    return decompressed(reader, sniff(head))  # type: ignore[arg-type]
+
+
 class HashingReader:
     """Reads through to `source`, hashing every byte, so a stream's digest is known once it is consumed."""
 
