@@ -16,6 +16,7 @@ APT_PACKAGES=(
   iptables iproute2 # networking
   libseccomp2      # seccomp filters
   hyperfine        # benchmarks
+  tini             # --init
   zstd tar gzip ca-certificates
 )
 missing=()

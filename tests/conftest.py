@@ -39,8 +39,31 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dy(root: Path) -> CLI:
-    return CLI(root)
+def dy(root: Path):
+    cli = CLI(root)
+    yield cli
+    stop_everything(cli)
+
+
+def stop_everything(cli: CLI) -> None:
+    """Remove the test's containers (which unmounts their roots) and stop its monitor."""
+    if not (cli.root / "metadata.db").exists():
+        return
+    ids = cli("ps", "-aq", "--no-trunc", check=False).stdout.decode().split()
+    if ids:
+        cli("rm", "-f", *ids, check=False)
+    sock = cli.root / "run" / "monitor.sock"
+    if sock.exists():
+        import json
+        import socket
+
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(str(sock))
+                s.sendall(json.dumps({"op": "shutdown"}).encode() + b"\n")
+                s.recv(100)
+        except OSError:
+            pass
 
 
 @pytest.fixture(scope="session")

@@ -43,17 +43,18 @@ def create_parser(p: argparse.ArgumentParser) -> None:
     add_run_flags(p)
 
 
-def _create(args, ctx, body: dict):
+def _check_pull(args) -> None:
     if args.pull == "always":
         raise InvalidArgument("--pull=always needs a registry; pull the image first, then run with --pull=missing")
-    record = ctx.engine.containers.create(body, name=args.name)
+    if args.cidfile and os.path.exists(args.cidfile):
+        raise InvalidArgument(f"container ID file found, make sure the other container isn't running or "
+                              f"delete {args.cidfile}")
+
+
+def _write_cidfile(args, container_id: str) -> None:
     if args.cidfile:
-        if os.path.exists(args.cidfile):
-            raise InvalidArgument(f"container ID file found, make sure the other container isn't running or "
-                                  f"delete {args.cidfile}")
         with open(args.cidfile, "w") as f:
-            f.write(record.id)
-    return record
+            f.write(container_id)
 
 
 def _body(args, command: str) -> dict | None:
@@ -72,11 +73,13 @@ def create(args, ctx) -> int:
     if body is None:
         return RUN_ERROR_EXIT
     try:
-        record = _create(args, ctx, body)
+        _check_pull(args)
+        reply = ctx.engine.monitor().request({"op": "create", "body": body, "name": args.name})
     except DockyardError as e:
         _err(f"Error response from daemon: {e}")
         return RUN_ERROR_EXIT
-    ctx.stdout.write(record.id + "\n")
+    _write_cidfile(args, reply["id"])
+    ctx.stdout.write(reply["id"] + "\n")
     return 0
 
 
@@ -85,53 +88,44 @@ def run_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args, ctx) -> int:
-    """Docker's choreography: create, attach, start, wait; exit with the container's code."""
+    """Docker's choreography: create, attach, start, wait; exit with the container's code.
+
+    The monitor creates and starts in one round trip, attached before the start, so no output is missed.
+    """
     from dockyard.cli.attach import parse_detach_keys, pump, terminal_size
 
     body = _body(args, "run")
     if body is None:
         return RUN_ERROR_EXIT
+    request = {"op": "run", "body": body, "name": args.name, "attach": not args.detach,
+               "stdin": args.interactive, "console": terminal_size() if args.tty else None}
     try:
-        record = _create(args, ctx, body)
+        _check_pull(args)
+        stream = ctx.engine.monitor().open(request)
     except DockyardError as e:
-        if isinstance(e, NotFound) and "image" in str(e):
-            _err(f"Unable to find image '{args.image}' locally")
-        _err(f"dockyard: Error response from daemon: {e}.\nSee 'dockyard run --help'.")
-        return RUN_ERROR_EXIT
-    monitor = ctx.engine.monitor()
+        return _run_failed(args, e)
+    _write_cidfile(args, stream.reply["id"])
     if args.detach:
-        try:
-            monitor.request({"op": "start", "id": record.id})
-        except DockyardError as e:
-            return _start_failed(ctx, record, args, e)
-        ctx.stdout.write(record.id + "\n")
+        stream.close()
+        ctx.stdout.write(stream.reply["id"] + "\n")
         return 0
-    console = terminal_size() if args.tty else None
-    try:
-        stream = monitor.open({"op": "start", "id": record.id, "attach": True, "stdin": args.interactive,
-                               "console": console})
-    except DockyardError as e:
-        return _start_failed(ctx, record, args, e)
     try:
         code = pump(stream, args.tty, args.interactive, args.sig_proxy.lower() != "false",
                     parse_detach_keys(args.detach_keys))
     finally:
         stream.close()
-    if code is None:  # detached with the detach keys
-        return 0
-    return code
+    return 0 if code is None else code  # None: detached with the detach keys
 
 
-def _start_failed(ctx, record, args, error: DockyardError) -> int:
-    code = getattr(error, "exit_code", 1)
-    code = code if code in (126, 127) else RUN_ERROR_EXIT
-    _err(f"dockyard: Error response from daemon: failed to create task for container: {error}.")
-    if args.rm:
-        try:
-            ctx.engine.containers.remove(record.id, force=True, volumes=True)
-        except DockyardError:
-            pass
-    return code
+def _run_failed(args, error: DockyardError) -> int:
+    if getattr(error, "phase", "") == "start":
+        code = getattr(error, "exit_code", 1)
+        _err(f"dockyard: Error response from daemon: failed to create task for container: {error}.")
+        return code if code in (126, 127) else RUN_ERROR_EXIT
+    if isinstance(error, NotFound) and "image" in str(error):
+        _err(f"Unable to find image '{args.image}' locally")
+    _err(f"dockyard: Error response from daemon: {error}.\nSee 'dockyard run --help'.")
+    return RUN_ERROR_EXIT
 
 
 # --- start / stop / kill / restart / rm ------------------------------------------------------------------------
@@ -303,17 +297,9 @@ def exec_(args, ctx) -> int:
 
     if not args.command:
         raise InvalidArgument("exec requires at least 2 arguments")
-    record = ctx.engine.containers.get(args.container)
-    if not record.running:
-        from dockyard.errors import Conflict
-
-        raise Conflict(f"Container {record.id} is not running")
-    if record.state.get("Paused"):
-        from dockyard.errors import Conflict
-
-        raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
     env = [e for path in args.env_file for e in _env_file(path)] + _env(args.env)
-    request = {"op": "exec", "id": record.id, "args": args.command, "env": env, "workdir": args.workdir,
+    # The monitor resolves the name and checks the state: this command never opens the store.
+    request = {"op": "exec", "id": args.container, "args": args.command, "env": env, "workdir": args.workdir,
                "user": args.user, "tty": args.tty, "detach": args.detach, "privileged": args.privileged}
     monitor = ctx.engine.monitor()
     try:
@@ -326,7 +312,10 @@ def exec_(args, ctx) -> int:
     except DockyardError as e:
         code = getattr(e, "exit_code", 1)
         if code in (126, 127):
-            _err(f"OCI runtime exec failed: exec failed: unable to start container process: {e}: unknown")
+            text = str(e)
+            if "unable to start container process" not in text:
+                text = f"exec failed: unable to start container process: {text}"
+            _err(f"OCI runtime exec failed: {text}: unknown")
             return 126
         raise
 

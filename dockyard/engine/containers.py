@@ -40,9 +40,12 @@ def merge_env(image_env: list[str], env: list[str]) -> list[str]:
 class ContainerService:
     def __init__(self, engine) -> None:
         self.engine = engine
-        self.store = engine.store
-        self.records = ContainerStore(engine.store.db)
-        self.dir = os.path.join(str(engine.root), "containers")
+        self.records = ContainerStore(engine.db)
+        self.dir = os.path.join(engine.root_dir, "containers")
+
+    @property
+    def store(self):
+        return self.engine.store  # built on first use: listing containers needs only the database
 
     # --- paths ------------------------------------------------------------------------------------------------
 
@@ -50,7 +53,7 @@ class ContainerService:
         return os.path.join(self.dir, container_id)
 
     def bundle_dir(self, container_id: str) -> str:
-        return os.path.join(str(self.engine.run_root), "containers", container_id)
+        return os.path.join(self.engine.run_root, "containers", container_id)
 
     # --- reading ----------------------------------------------------------------------------------------------
 
@@ -292,6 +295,8 @@ def _validate_host_config(host: dict[str, Any]) -> None:
     if host.get("NanoCpus") and host["NanoCpus"] > (os.cpu_count() or 1) * 10**9:
         raise InvalidArgument(f"Range of CPUs is from 0.01 to {os.cpu_count()}.00, as there are only "
                               f"{os.cpu_count()} CPUs available")
+    if host.get("Runtime") not in (None, "", "dockyard", "runc"):
+        raise InvalidArgument(f"unknown or invalid runtime name: {host['Runtime']}")
     mode = host.get("NetworkMode") or "default"
     if not (mode in ("default", "bridge", "none", "host") or mode.startswith("container:")):
         raise NotFound(f"network {mode} not found")

@@ -3,31 +3,49 @@
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 
 from dockyard.config import run_root
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.monitor.client import MonitorClient
     from dockyard.engine.volumes import VolumeService
+    from dockyard.store.metadata import Database
     from dockyard.store.store import Store
 
 
 class Engine:
     """Services are built on first use, so a command pays only for what it touches."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.run_root = run_root(root)
+    def __init__(self, root: str | Path) -> None:
+        self.root_dir = str(root)
+        self.run_root = run_root(self.root_dir)
+
+    @cached_property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_dir)
+
+    @cached_property
+    def db(self) -> Database:
+        """The metadata database alone: enough for commands that only read records (ps, images...)."""
+        import os
+
+        from dockyard.store.metadata import Database
+
+        os.makedirs(self.root_dir, exist_ok=True)
+        return Database(os.path.join(self.root_dir, "metadata.db"))
 
     @cached_property
     def store(self) -> Store:
         from dockyard.store.store import Store
 
-        return Store(self.root)
+        return Store(self.root, self.db)
 
     @cached_property
     def images(self) -> ImageService:
@@ -47,20 +65,22 @@ class Engine:
     def volumes(self) -> VolumeService:
         from dockyard.engine.volumes import VolumeService
 
-        service = VolumeService(self.root, self.store.db)
+        service = VolumeService(self.root_dir, self.db)
         service.in_use = lambda name: self.containers.volume_users(name)
         return service
 
     def monitor(self) -> MonitorClient:
         from dockyard.engine.monitor.client import MonitorClient
 
-        return MonitorClient(str(self.root), str(self.run_root))
+        return MonitorClient(self.root_dir, self.run_root)
 
     def monitor_alive(self) -> bool:
-        from dockyard.engine.monitor.client import monitor_alive
+        from dockyard.engine.monitor.endpoint import monitor_alive
 
-        return monitor_alive(str(self.run_root))
+        return monitor_alive(self.run_root)
 
     def close(self) -> None:
         if "store" in self.__dict__:
             self.store.close()
+        elif "db" in self.__dict__:
+            self.db.close()

@@ -82,7 +82,10 @@ class VolumeService:
         return self.get(name)
 
     def populate(self, name: str, source: str) -> None:
-        """Copy the image's content at the mount point into a volume that has never been used."""
+        """Copy the image's content at the mount point into a volume that has never been used.
+
+        `source` must already be resolved safely inside the container's rootfs (a /proc fd path).
+        """
         rows = self.db.query("SELECT data FROM volumes WHERE name = ?", (name,))
         if not rows:
             return
@@ -90,24 +93,13 @@ class VolumeService:
         if data.get("Populated"):
             return
         target = self.path(name)
-        if os.path.isdir(source) and not os.path.islink(source) and not os.listdir(target):
-            self._copy_in(name, source, target)
+        if os.path.isdir(source) and not os.listdir(target):
+            result = subprocess.run(["cp", "-a", "--", source + "/.", target], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise HostError(f"copying image content into volume {name}: {result.stderr.strip()}")
         data["Populated"] = True
         with self.db.write() as conn:
             conn.execute("UPDATE volumes SET data = ? WHERE name = ?", (json.dumps(data), name))
-
-    @staticmethod
-    def _copy_in(name: str, source: str, target: str) -> None:
-        # Open the source here and hand cp the fd: `source` is often this process's /proc/self/fd/N (a directory
-        # resolved inside a rootfs), which names nothing in the cp process unless that fd goes along.
-        fd = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            result = subprocess.run(["cp", "-a", "--", f"/proc/self/fd/{fd}/.", target], pass_fds=(fd,),
-                                    capture_output=True, text=True, check=False)
-        finally:
-            os.close(fd)
-        if result.returncode != 0:
-            raise HostError(f"copying image content into volume {name}: {result.stderr.strip()}")
 
     def remove(self, name: str, force: bool = False) -> None:
         self.get(name)

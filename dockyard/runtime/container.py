@@ -48,6 +48,7 @@ def create(
     config: dict[str, Any] | None = None,
     seccomp_cache: str | None = None,
     no_new_keyring: bool = False,
+    die_with_parent: bool = False,
 ) -> int:
     """Set up the container and leave its init blocked until `start`; returns the init's pid (our child).
 
@@ -55,6 +56,7 @@ def create(
     receives the pty master (SCM_RIGHTS) when process.terminal is true. config: the parsed config.json, if
     the caller already has it. seccomp_cache: directory caching compiled filters (default: <state_root>/.seccomp).
     no_new_keyring: keep the caller's session keyring instead of a fresh one named after the container.
+    die_with_parent: the init is killed (SIGKILL) when the calling thread exits.
     """
     state.validate_id(container_id)
     bundle = os.path.abspath(bundle)
@@ -74,7 +76,7 @@ def create(
         args = init.InitArgs(config=config, rootfs=rootfs, bundle=bundle, fifo=fifo, report_fd=-1,
                              cgroup_dirs=dirs, ns=ns, stdio=stdio, console_fd=console,
                              preserve_fds=preserve_fds, seccomp_program=program, container_id=container_id,
-                             no_new_keyring=no_new_keyring)
+                             no_new_keyring=no_new_keyring, die_with_parent=die_with_parent)
         try:
             pid = _spawn(lambda: init.run_init(args), args, ns.has("pid") and "pid" not in ns.join,
                          ns.join.get("pid"))

@@ -87,11 +87,16 @@ def create_symlinks(rootfd: int) -> None:
         os.close(dev)
 
 
+# Python's termios module lacks these two (asm-generic/ioctls.h values, the same on x86 and arm64).
+TIOCSPTLCK = getattr(termios, "TIOCSPTLCK", 0x40045431)
+TIOCGPTN = getattr(termios, "TIOCGPTN", 0x80045430)
+
+
 def open_console() -> tuple[int, str]:
     """Open a new pty pair in the container's devpts (call after pivot_root). Returns (master fd, slave path)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, termios.TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
-    number = int.from_bytes(fcntl.ioctl(master, termios.TIOCGPTN, b"\0\0\0\0"), "little")
+    fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
+    number = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"), "little")
     return master, f"/dev/pts/{number}"
 
 

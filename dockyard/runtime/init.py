@@ -37,6 +37,7 @@ class InitArgs:
     no_new_keyring: bool = False
     fifo_fd: int = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
     dev_readonly: bool = False
+    die_with_parent: bool = False  # keep PR_SET_PDEATHSIG=SIGKILL through exec
 
 
 @dataclass
@@ -70,7 +71,9 @@ def _fail(fd: int, exc: BaseException) -> None:
 def run_init(a: InitArgs) -> None:
     try:
         path, args, env, late = _setup_init(a)
-        sc.prctl(sc.PR_SET_PDEATHSIG, 0)  # from now on the container outlives whoever created it
+        # From now on the container outlives whoever created it, unless asked to die with it (the monitor
+        # asks: a container must never run on without the process that reaps it and records its exit).
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL if a.die_with_parent else 0)
         fifo = a.fifo_fd
         _report(a.report_fd, {"ok": True})
     except BaseException as e:  # noqa: BLE001 - everything must reach the parent

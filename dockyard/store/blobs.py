@@ -9,7 +9,6 @@ running import has just written but not yet referenced.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,8 @@ CHUNK = 1 << 20
 
 
 def digest_bytes(data: bytes) -> str:
+    import hashlib  # here: commands that only read metadata never hash
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -45,6 +46,8 @@ class BlobWriter:
         self.expected_digest = check_sha256_digest(expected_digest) if expected_digest else None
         self.expected_size = expected_size
         self._on_verified = on_verified
+        import hashlib
+
         self._hash = hashlib.sha256()
         self.size = 0
         self.tmp_path = store.ingest_dir / f"{os.getpid()}-{os.urandom(8).hex()}"

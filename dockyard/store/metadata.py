@@ -9,7 +9,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # Each entry upgrades the schema by one version; append, never edit a released one.
 MIGRATIONS: list[str] = ["""
@@ -88,7 +91,7 @@ def _statements(script: str) -> list[str]:
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = path
         self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row

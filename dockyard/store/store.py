@@ -63,11 +63,11 @@ class Lease:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, db: Database | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         (root / "tmp").mkdir(exist_ok=True)
-        self.db = Database(root / "metadata.db")
+        self.db = db or Database(root / "metadata.db")
         self.blobs = BlobStore(root)
         self.snapshots = Snapshotter(root, self.db, self._driver())
         self._lock_fd: int | None = None

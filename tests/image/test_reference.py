@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 
 from dockyard.errors import InvalidReference
 from dockyard.image import reference
@@ -80,9 +80,9 @@ domain = st.sampled_from(["", "localhost/", "127.0.0.1:5000/", "registry.example
 
 @given(domain, st.lists(component, min_size=1, max_size=3), st.one_of(st.none(), tag))
 def test_every_valid_name_parses_and_round_trips(dom, parts, t):
+    # Without a domain, a first component with a dot would be read as a host name (Docker's rule).
+    assume(dom or len(parts) == 1 or "." not in parts[0])
     text = dom + "/".join(parts) + (f":{t}" if t else "")
-    if not dom and len(parts) == 1 and len(parts[0]) == 64:
-        return
     ref = parse(text)
     assert parse(str(ref)) == ref
     assert parse(ref.familiar) == ref

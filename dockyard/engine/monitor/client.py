@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 
 from dockyard.engine.monitor import protocol
+from dockyard.engine.monitor.endpoint import monitor_alive, socket_path
 from dockyard.errors import Conflict, DockyardError, HostError, InvalidArgument, NotFound, NotModified
 
 START_TIMEOUT = 10.0
 ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified}
 
 
-def monitor_alive(run_root: str) -> bool:
-    """Whether a monitor holds this root's lock (it holds it for as long as it lives)."""
-    path = os.path.join(run_root, "monitor.lock")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def raise_for(reply: dict) -> dict:
     if "error" in reply:
         error = ERRORS.get(reply.get("status", 500), DockyardError)(reply["error"])
         error.exit_code = reply.get("code", 1)  # type: ignore[attr-defined]
+        error.phase = reply.get("phase", "")  # type: ignore[attr-defined]
         raise error
     return reply
 
@@ -80,7 +64,7 @@ class MonitorClient:
     def __init__(self, root: str, run_root: str) -> None:
         self.root = root
         self.run_root = run_root
-        self.path = os.path.join(run_root, "monitor.sock")
+        self.path = socket_path(run_root)
 
     def _connect(self) -> socket.socket:
         deadline = None
@@ -99,6 +83,8 @@ class MonitorClient:
             time.sleep(0.005)
 
     def _spawn(self) -> None:
+        import subprocess
+
         os.makedirs(self.run_root, exist_ok=True)
         if monitor_alive(self.run_root):
             return  # starting up, or about to exit: the connect loop retries

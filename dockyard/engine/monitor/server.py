@@ -18,11 +18,11 @@ import signal
 import socket
 import struct
 import sys
-import termios
 import time
 from typing import Any, Callable
 
 from dockyard.engine.monitor import protocol
+from dockyard.engine.monitor.supervise import set_window_size
 from dockyard.engine.monitor.protocol import CLOSE_STDIN, EVENT, RESIZE, STDERR, STDIN, STDOUT
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.timeutil import rfc3339
@@ -31,6 +31,7 @@ READ_SIZE = 65536
 MAX_CLIENT_BUFFER = 16 << 20
 OUTPUT_GRACE = 2.0  # seconds to collect output left in pipes after PID 1 exits
 RESTART_DELAY_MIN, RESTART_DELAY_MAX, RESTART_RESET_AFTER = 0.1, 60.0, 10.0
+TRACE = bool(os.environ.get("DOCKYARD_MONITOR_TRACE"))  # log how long each request takes
 
 
 def exit_code(status: int) -> int:
@@ -115,8 +116,9 @@ class Client:
 class Running:
     """A container whose init is our child."""
 
-    def __init__(self, container_id: str, launched, auto_remove: bool) -> None:
-        self.id = container_id
+    def __init__(self, record, launched, runtime) -> None:
+        self.id = record.id
+        self.runtime = runtime
         self.launched = launched
         self.pid = launched.pid
         self.pidfd = os.pidfd_open(self.pid)
@@ -125,7 +127,7 @@ class Running:
         self.status: int | None = None
         self.finalized = False
         self.manual_stop = False
-        self.auto_remove = auto_remove
+        self.auto_remove = bool(record.data["HostConfig"].get("AutoRemove"))
         self.started = time.monotonic()
         self.kill_timer: list | None = None
         self.stdin_owner: Client | None = None
@@ -147,7 +149,9 @@ class Monitor:
         self.last_activity = time.monotonic()
         run_root = str(engine.run_root)
         os.makedirs(run_root, exist_ok=True)
-        self.socket_path = os.path.join(run_root, "monitor.sock")
+        from dockyard.engine.monitor.endpoint import socket_path
+
+        self.socket_path = socket_path(run_root)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
@@ -224,7 +228,7 @@ class Monitor:
         for record in self.engine.containers.records.all():
             if not record.state.get("Running") and not record.state.get("Restarting"):
                 continue
-            cleanup(self.engine, record.id)
+            cleanup(self.engine, record)
 
             def killed(data: dict) -> None:
                 data["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
@@ -298,7 +302,8 @@ class Monitor:
                 request = json.loads(line)
                 self._dispatch(client, request)
             except DockyardError as e:
-                client.reply({"error": e.message, "status": e.http_status, "code": getattr(e, "exit_code", 1)})
+                client.reply({"error": e.message, "status": e.http_status, "code": getattr(e, "exit_code", 1),
+                              "phase": getattr(e, "phase", "")})
             except Exception as e:  # noqa: BLE001 - answer rather than leave the command hanging
                 _log(f"request failed: {e!r}")
                 client.reply({"error": f"{type(e).__name__}: {e}", "status": 500, "code": 125})
@@ -313,7 +318,12 @@ class Monitor:
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
             raise DockyardError(f"unknown monitor request {op!r}")
-        handler(client, request)
+        if TRACE:
+            started = time.perf_counter()
+            handler(client, request)
+            _log(f"{op} handled in {1000 * (time.perf_counter() - started):.1f} ms")
+        else:
+            handler(client, request)
 
     def _op_ping(self, client: Client, request: dict) -> None:
         client.reply({"ok": True, "pid": os.getpid()})
@@ -321,6 +331,26 @@ class Monitor:
     def _op_shutdown(self, client: Client, request: dict) -> None:
         client.reply({"ok": True})
         self.stop_requested = True
+
+    def _op_create(self, client: Client, request: dict) -> None:
+        record = self.engine.containers.create(request["body"], name=request.get("name"))
+        client.reply({"ok": True, "id": record.id})
+
+    def _op_run(self, client: Client, request: dict) -> None:
+        """create + start (+ attach) in one round trip: what `run` needs, without a store in the command."""
+        record = self.engine.containers.create(request["body"], name=request.get("name"))
+        try:
+            running = self._start(record, request.get("console"), client if request.get("attach") else None,
+                                  bool(request.get("stdin")))
+        except DockyardError as e:
+            if record.data["HostConfig"].get("AutoRemove"):
+                self.engine.containers.destroy(self.engine.containers.records.get(record.id), volumes=True)
+            e.phase = "start"  # type: ignore[attr-defined]  # the command words start failures differently
+            raise
+        reply = json.dumps({"ok": True, "id": record.id, "pid": running.pid if running else 0}).encode() + b"\n"
+        client.send(reply)
+        if not request.get("attach"):
+            client.finish()
 
     def _op_start(self, client: Client, request: dict) -> None:
         record = self.engine.containers.get(request["id"])
@@ -354,7 +384,7 @@ class Monitor:
             code = getattr(e, "exit_code", 1)
             self._record_failure(record.id, e.message, code if code in (126, 127) else 128)
             raise
-        running = Running(record.id, launched, bool(record.data["HostConfig"].get("AutoRemove")))
+        running = Running(record, launched, self._runtime(record))
         self.running[record.id] = running
         self.sel.register(running.pidfd, selectors.EVENT_READ, lambda fd, mask: self._exited(running))
         for fd, stream in ((launched.stdout, "stdout"), (launched.stderr, "stderr"), (launched.pty, "stdout")):
@@ -391,7 +421,7 @@ class Monitor:
                 launched.stdin = None
             elif stream == RESIZE and launched.pty is not None:
                 height, width = (int(x) for x in payload.split())
-                fcntl.ioctl(launched.pty, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+                set_window_size(launched.pty, height, width)
             elif stream == EVENT:
                 request = json.loads(payload)
                 if request.get("op") == "kill":
@@ -411,6 +441,11 @@ class Monitor:
                 launched.stdin = None
         client.on_close = on_close
 
+    def _runtime(self, record):
+        from dockyard.engine.monitor.supervise import runtime_of
+
+        return runtime_of(self.engine, record)
+
     def _config(self, container_id: str) -> dict:
         try:
             return self.engine.containers.records.get(container_id).data["Config"]
@@ -429,8 +464,7 @@ class Monitor:
         record = self.engine.containers.get(request["id"])
         running = self.running.get(record.id)
         if running is not None and running.launched.pty is not None:
-            fcntl.ioctl(running.launched.pty, termios.TIOCSWINSZ,
-                        struct.pack("HHHH", int(request["height"]), int(request["width"]), 0, 0))
+            set_window_size(running.launched.pty, int(request["height"]), int(request["width"]))
         client.reply({"ok": True})
 
     def _op_wait(self, client: Client, request: dict) -> None:
@@ -483,13 +517,10 @@ class Monitor:
             self._signal(running, stop_signal)
 
     def _signal(self, running: Running, sig: int) -> None:
-        from dockyard import runtime
-        from dockyard.engine.monitor.supervise import runtime_root
-
         if running.status is not None:
             return
         try:
-            runtime.kill(running.id, runtime_root(self.engine), sig, all=sig == signal.SIGKILL)
+            running.runtime.kill(running.id, sig, sig == signal.SIGKILL)
         except DockyardError:
             try:
                 os.kill(running.pid, sig)
@@ -497,14 +528,14 @@ class Monitor:
                 pass
 
     def _op_exec(self, client: Client, request: dict) -> None:
-        from dockyard import runtime
-        from dockyard.engine.monitor.supervise import runtime_root
-
         record = self.engine.containers.get(request["id"])
-        if record.id not in self.running:
+        running = self.running.get(record.id)
+        if running is None:
             raise Conflict(f"Container {record.id} is not running")
-        state_root = runtime_root(self.engine)
-        process = runtime.exec_defaults(record.id, state_root, request["args"])
+        if record.state.get("Paused"):
+            raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
+        bundle = self.engine.containers.bundle_dir(record.id)
+        process = _exec_process(bundle, request["args"])
         if request.get("env"):
             from dockyard.engine.containers import merge_env
 
@@ -529,12 +560,14 @@ class Monitor:
                 process["terminal"] = True
                 if request.get("console"):
                     process["consoleSize"] = {"height": request["console"][0], "width": request["console"][1]}
-                pid, master = self._exec_with_console(record.id, state_root, process)
+                pid, master = self._exec_with_console(running, bundle, process)
+                if request.get("console"):
+                    set_window_size(master, *request["console"])
             else:
                 if len(fds) != 3:
                     null = os.open(os.devnull, os.O_RDWR)
                     fds = [null, null, null]
-                pid = runtime.exec_process(record.id, state_root, process, stdio=(fds[0], fds[1], fds[2]))
+                pid = running.runtime.exec(record.id, bundle, process, stdio=(fds[0], fds[1], fds[2]))
         finally:
             for fd in set(fds):
                 os.close(fd)
@@ -550,24 +583,10 @@ class Monitor:
             if waiter is None:
                 client.finish()
 
-    def _exec_with_console(self, container_id: str, state_root: str, process: dict) -> tuple[int, int]:
-        from dockyard import runtime
-        from dockyard.engine.monitor.protocol import MAX_FDS
+    def _exec_with_console(self, running: Running, bundle: str, process: dict) -> tuple[int, int]:
+        from dockyard.engine.monitor.console import with_terminal
 
-        path = os.path.join(self.engine.containers.bundle_dir(container_id), f"exec-{os.urandom(4).hex()}.sock")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            listener.bind(path)
-            listener.listen(1)
-            pid = runtime.exec_process(container_id, state_root, process, console_socket=path)
-            listener.settimeout(10)
-            conn, _ = listener.accept()
-            with conn:
-                _, fds, _, _ = socket.recv_fds(conn, 1024, MAX_FDS)
-            return pid, fds[0]
-        finally:
-            listener.close()
-            os.unlink(path)
+        return with_terminal(lambda path: running.runtime.exec(running.id, bundle, process, console_socket=path))
 
     def _exec_exited(self, pid: int) -> None:
         pidfd, client = self.execs.pop(pid)
@@ -590,15 +609,13 @@ class Monitor:
         client.reply({"ok": True})
 
     def _freeze(self, name: str, frozen: bool) -> None:
-        from dockyard.engine.monitor.freezer import set_frozen
-        from dockyard.engine.monitor.supervise import runtime_root
-
         record = self.engine.containers.get(name)
-        if record.id not in self.running:
+        running = self.running.get(record.id)
+        if running is None:
             raise Conflict(f"Container {record.id} is not running")
         if bool(record.state.get("Paused")) == frozen:
             raise Conflict(f"Container {record.id} is {'already' if frozen else 'not'} paused")
-        set_frozen(record.id, frozen, runtime_root(self.engine))
+        running.runtime.pause(record.id, frozen)
 
         def paused(data: dict) -> None:
             data["State"].update(Paused=frozen, Status="paused" if frozen else "running")
@@ -667,11 +684,12 @@ class Monitor:
         launched.log.close()
         del self.running[running.id]
         code = exit_code(running.status if running.status is not None else 255 << 8)
-        cleanup(self.engine, running.id)
         try:
             record = self.engine.containers.records.get(running.id)
         except NotFound:
             record = None
+        if record is not None:
+            cleanup(self.engine, record)
         restart = record is not None and not running.manual_stop and self._should_restart(record, code)
 
         def exited(data: dict) -> None:
@@ -734,6 +752,15 @@ class Monitor:
                 self.pending_restarts.discard(running.id)
                 self._notify(running.id, code, removed=False)
         self.add_timer(delay, restart)
+
+
+def _exec_process(bundle: str, args: list[str]) -> dict:
+    """An exec'd process starts as a copy of the container's own (user, env, cwd, caps...) with new args."""
+    with open(os.path.join(bundle, "config.json")) as f:
+        process = dict(json.load(f)["process"])
+    process.update(args=list(args), terminal=False)
+    process.pop("consoleSize", None)
+    return process
 
 
 def _write_all_nonblocking(fd: int, data: bytes) -> None:

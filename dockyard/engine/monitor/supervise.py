@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 
 from dockyard import linux
 from dockyard.engine.container_spec import spec_for
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.engine.monitor.logs import JsonLogWriter, parse_size
-from dockyard.errors import DockyardError, HostError
+from dockyard.errors import DockyardError
 
 
 class Launched:
@@ -22,6 +21,13 @@ class Launched:
 
 def runtime_root(engine) -> str:
     return os.path.join(str(engine.run_root), "runtime")
+
+
+def runtime_of(engine, record: ContainerRecord):
+    """The OCI runtime a container was created for (HostConfig.Runtime: dockyard or runc)."""
+    from dockyard.engine.monitor.runtimes import runtime_for
+
+    return runtime_for(record.data["HostConfig"].get("Runtime"), runtime_root(engine))
 
 
 def mount_rootfs(engine, record: ContainerRecord) -> str:
@@ -48,7 +54,8 @@ def _populate_volumes(engine, record: ContainerRecord, rootfs: str) -> None:
             except OSError:
                 continue  # nothing in the image there
             try:
-                engine.volumes.populate(mount["Name"], f"/proc/self/fd/{fd}")
+                # Through our own fd (cp is another process: /proc/<our pid>, not /proc/self).
+                engine.volumes.populate(mount["Name"], f"/proc/{os.getpid()}/fd/{fd}")
             finally:
                 os.close(fd)
     finally:
@@ -57,14 +64,13 @@ def _populate_volumes(engine, record: ContainerRecord, rootfs: str) -> None:
 
 def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None = None) -> Launched:
     """Mount, write the spec, create and start the container; returns its init's pid and stdio fds."""
-    from dockyard import runtime
     from dockyard.runtime.spec import write_bundle
 
     data = record.data
     config, host = data["Config"], data["HostConfig"]
-    state_root = runtime_root(engine)
+    oci = runtime_of(engine, record)
     bundle = engine.containers.bundle_dir(record.id)
-    _delete_stale(record.id, state_root)
+    oci.delete(record.id)  # whatever a previous run left
     rootfs = mount_rootfs(engine, record)
     _populate_volumes(engine, record, rootfs)
     files = {"/etc/hostname": data["HostnamePath"], "/etc/hosts": data["HostsPath"],
@@ -88,7 +94,9 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
     child_ends: list[int] = []
     try:
         if config.get("Tty"):
-            pid, pty = _create_with_console(record.id, bundle, state_root, spec)
+            pid, pty = _create_with_console(oci, record.id, bundle, spec)
+            if console_size:
+                set_window_size(pty, *console_size)
             stdout = stderr = stdin = None
         else:
             pty = None
@@ -97,14 +105,13 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
             stderr, stderr_w = os.pipe()
             parent_ends += [fd for fd in (stdin, stdout, stderr) if fd is not None]
             child_ends += [stdin_r, stdout_w, stderr_w]
-            pid = runtime.create(record.id, bundle, state_root, stdio=(stdin_r, stdout_w, stderr_w), config=spec,
-                                 seccomp_cache=os.path.join(state_root, ".seccomp"))
-        runtime.start(record.id, state_root)
+            pid = oci.create(record.id, bundle, spec, stdio=(stdin_r, stdout_w, stderr_w))
+        oci.start(record.id)
     except BaseException:
         log.close()
         for fd in parent_ends:
             os.close(fd)
-        cleanup(engine, record.id)
+        cleanup(engine, record)
         raise
     finally:
         for fd in child_ends:
@@ -115,45 +122,22 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
     return Launched(pid, stdout, stderr, stdin, pty, log)
 
 
-def _create_with_console(container_id: str, bundle: str, state_root: str, spec: dict) -> tuple[int, int]:
-    """Create with a terminal: the runtime hands the pty master over a unix socket; returns (pid, master)."""
-    from dockyard import runtime
-    from dockyard.engine.monitor.protocol import MAX_FDS
+def set_window_size(pty: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
 
-    path = os.path.join(bundle, "console.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        if os.path.exists(path):
-            os.unlink(path)
-        listener.bind(path)
-        listener.listen(1)
-        pid = runtime.create(container_id, bundle, state_root, console_socket=path, config=spec,
-                             seccomp_cache=os.path.join(state_root, ".seccomp"))
-        listener.settimeout(10)
-        conn, _ = listener.accept()
-        with conn:
-            _, fds, _, _ = socket.recv_fds(conn, 1024, MAX_FDS)
-        if not fds:
-            raise HostError("the runtime did not send the container's terminal")
-        return pid, fds[0]
-    finally:
-        listener.close()
-        if os.path.exists(path):
-            os.unlink(path)
+    fcntl.ioctl(pty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _delete_stale(container_id: str, state_root: str) -> None:
-    from dockyard import runtime
-    from dockyard.errors import NotFound
+def _create_with_console(oci, container_id: str, bundle: str, spec: dict) -> tuple[int, int]:
+    from dockyard.engine.monitor.console import with_terminal
 
-    try:
-        runtime.delete(container_id, state_root, force=True)
-    except NotFound:
-        pass
+    return with_terminal(lambda path: oci.create(container_id, bundle, spec, console_socket=path))
 
 
-def cleanup(engine, container_id: str) -> None:
-    """After the init has exited: the runtime's state and cgroups, then the rootfs mount."""
-    _delete_stale(container_id, runtime_root(engine))
-    rootfs = os.path.join(engine.containers.bundle_dir(container_id), "rootfs")
+def cleanup(engine, record: ContainerRecord) -> None:
+    """After the init has exited: the runtime's state and cgroups (killing any straggler), then the rootfs."""
+    runtime_of(engine, record).delete(record.id)
+    rootfs = os.path.join(engine.containers.bundle_dir(record.id), "rootfs")
     linux.umount_if_mounted(rootfs)
