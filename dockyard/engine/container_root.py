@@ -1,8 +1,8 @@
 """A container's file system as a directory fd: what `cp`, `export` and the archive endpoints work on.
 
 * A running container is seen as its own processes see it, through /proc/<init pid>/root: its volumes, binds
-  and tmpfs included (Docker mounts the volumes for cp too). The pid is pinned by an fd on /proc/<pid> and
-  checked against the start time the runtime recorded, so a recycled pid can never hand us the host's root.
+  and tmpfs included (Docker mounts the volumes for cp too). The pid is pinned and checked first
+  (engine/container_proc.py), so a recycled pid can never hand us the host's root.
 * A stopped container is seen through a detached mount of its snapshot (see engine/detached.py), with its
   volumes and binds attached where the kernel allows it: it exists only as long as the fd, so no mount is
   ever left behind, whatever happens to the command.
@@ -22,25 +22,14 @@ from dockyard.errors import NotFound
 DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
-def _process_root(engine, record: ContainerRecord) -> int | None:
+def _process_root(record: ContainerRecord) -> int | None:
     """An fd on the root of the container's init, or None when it is not (or no longer) running."""
-    from dockyard.engine.monitor.supervise import runtime_root
-    from dockyard.runtime import state
+    from dockyard.engine.container_proc import open_init
 
-    try:
-        recorded = state.read_record(runtime_root(engine), record.id)
-    except NotFound:
+    proc = open_init(record)
+    if proc is None:
         return None
     try:
-        proc = os.open(f"/proc/{recorded.pid}", DIR_PATH)
-    except FileNotFoundError:
-        return None
-    try:
-        # The /proc/<pid> fd stays bound to the process it was opened for, even if the pid is reused.
-        with open(os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc), "rb") as f:
-            data = f.read()
-        if int(data[data.rindex(b")") + 2:].split()[19]) != recorded.start_time:
-            return None
         return os.open("root", DIR_PATH, dir_fd=proc)
     except (FileNotFoundError, ProcessLookupError):
         return None
@@ -103,33 +92,54 @@ def _attach_mounts(root: int, record: ContainerRecord) -> None:
             os.close(target)
 
 
+def _host_rootfs(engine, record: ContainerRecord) -> int | None:
+    """The rootfs the monitor mounted in the host's namespace for a (starting or running) container, if any."""
+    rootfs = os.path.join(engine.containers.bundle_dir(record.id), "rootfs")
+    try:
+        fd = os.open(rootfs, DIR_PATH | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    if os.fstat(fd).st_dev != os.stat(os.path.dirname(rootfs)).st_dev:
+        return fd
+    os.close(fd)  # a bare mount point: nothing mounted (vfs bind mounts are caught by the snapshot path)
+    return None
+
+
 @contextmanager
 def container_root(engine, record: ContainerRecord, writable: bool = False) -> Iterator[int]:
     """An O_PATH fd on the container's `/` with its volumes, for as long as the block runs."""
-    fd = _process_root(engine, record) if record.running else None
-    if fd is None:
-        fd = _snapshot_root(engine, record, writable)
-        _attach_mounts(fd, record)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+    fd = _process_root(record)
+    if fd is not None or not writable:
+        if fd is None:
+            fd = _snapshot_root(engine, record, writable=False)
+            _attach_mounts(fd, record)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        return
+    # Writing into a stopped container: exclude a concurrent start (rootfs_lock.py), then look again.
+    from dockyard.engine.rootfs_lock import rootfs_lock
+
+    with rootfs_lock(engine.containers.container_dir(record.id), record.id, wait=True):
+        fresh = engine.containers.get(record.id)
+        fd = _process_root(fresh)
+        if fd is None:
+            fd = _host_rootfs(engine, fresh)  # being started: its own mount is the one to write to
+        if fd is None:
+            fd = _snapshot_root(engine, fresh, writable=True)
+            _attach_mounts(fd, fresh)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
 
 @contextmanager
 def merged_root(engine, record: ContainerRecord) -> Iterator[int]:
     """An O_PATH fd on the container's own file system (image plus writable layer, no volumes): `export`."""
-    fd = None
-    if record.running:
-        # The monitor keeps a running container's rootfs mounted in the host's namespace.
-        rootfs = os.path.join(engine.containers.bundle_dir(record.id), "rootfs")
-        try:
-            fd = os.open(rootfs, DIR_PATH | os.O_NOFOLLOW)
-            if os.fstat(fd).st_dev == os.stat(os.path.dirname(rootfs)).st_dev:
-                os.close(fd)  # not mounted (any more): the container has just stopped
-                fd = None
-        except FileNotFoundError:
-            fd = None
+    # The monitor keeps a running container's rootfs mounted in the host's namespace.
+    fd = _host_rootfs(engine, record) if record.running else None
     if fd is None:
         fd = _snapshot_root(engine, record, writable=False)
     try:

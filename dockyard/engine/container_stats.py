@@ -86,18 +86,19 @@ class _Cgroups:
         return sorted(found)
 
 
-def cgroups_of(engine, record: ContainerRecord) -> _Cgroups | None:
-    from dockyard.engine.monitor.supervise import runtime_root
-    from dockyard.errors import NotFound
-    from dockyard.runtime import state
+def cgroups_of(record: ContainerRecord) -> tuple[_Cgroups, int] | None:
+    """(the cgroups of a running container's init, its pid), or None when it is not running."""
+    from dockyard.engine.container_proc import cgroup_dirs, open_init
 
-    try:
-        recorded = state.read_record(runtime_root(engine), record.id)
-    except NotFound:
+    proc = open_init(record)
+    if proc is None:
         return None
-    # v1 hierarchies first: on a hybrid host the v2 directory exists but has no controllers.
-    dirs = sorted(recorded.cgroups.values(), key=lambda d: "/unified/" in d or "cgroup2" in d)
-    return _Cgroups(dirs)
+    try:
+        return _Cgroups(cgroup_dirs(proc)), int(record.state["Pid"])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    finally:
+        os.close(proc)
 
 
 def _kv(text: str | None) -> dict[str, int]:
@@ -213,13 +214,11 @@ def _networks(pid: int) -> dict[str, dict[str, int]]:
 
 def sample(engine, record: ContainerRecord) -> Sample | None:
     """One reading of a running container's counters; None when it is not running."""
-    if not record.running:
+    found = cgroups_of(record)
+    if found is None:
         return None
-    cg = cgroups_of(engine, record)
-    if cg is None:
-        return None
-    return Sample(time.time(), _cpu(cg), _memory(cg), _blkio(cg), _pids(cg),
-                  _networks(int(record.state.get("Pid") or 0)))
+    cg, pid = found
+    return Sample(time.time(), _cpu(cg), _memory(cg), _blkio(cg), _pids(cg), _networks(pid))
 
 
 def document(record: ContainerRecord, current: Sample | None, previous: Sample | None) -> dict[str, Any]:

@@ -72,8 +72,8 @@ def container_top(engine, record: ContainerRecord, ps_args: str = "") -> dict[st
         raise Conflict(f"Container {record.id} is not running")
     if record.state.get("Restarting"):
         raise Conflict(f"Container {record.id} is restarting, wait until the container is running")
-    cgroups = cgroups_of(engine, record)
-    pids = cgroups.pids() if cgroups is not None else []
+    found = cgroups_of(record)
+    pids = found[0].pids() if found is not None else []
     args = ps_args.split(" ")
     result = _run_ps([*args, "-q" + ",".join(map(str, pids))]) if pids else None
     if result is None or result.returncode != 0:
