@@ -35,8 +35,8 @@ class CopyInfo:
 
 
 def cp_parser(p: argparse.ArgumentParser) -> None:
-    p.usage = ("dockyard cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
-               "       dockyard cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH")
+    p.usage = ("%(prog)s [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
+               "       %(prog)s [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH")
     p.add_argument("-a", "--archive", action="store_true", help="Archive mode (copy all uid/gid information)")
     p.add_argument("-L", "--follow-link", action="store_true", help="Always follow symbol link in SRC_PATH")
     p.add_argument("-q", "--quiet", action="store_true",
