@@ -181,8 +181,12 @@ def _unchanged_dir(entry: Entry, lower: os.stat_result | None, lowers: Lowers) -
             and (_same_dir(entry.st, lower) or _only_placeholders(entry, lowers)))  # type: ignore[arg-type]
 
 
-def classify(entries: Iterator[Entry], lowers: Lowers) -> Iterator[tuple[str, str]]:
-    """(absolute path, 'A'|'C'|'D') in Docker's order and with Docker's rules (pkg/archive changes())."""
+def classify(entries: Iterator[Entry], lowers: Lowers, full_copy: bool = False) -> Iterator[tuple[str, str]]:
+    """(absolute path, 'A'|'C'|'D') in Docker's order and with Docker's rules (pkg/archive changes()).
+
+    `full_copy` (plain-copy snapshots) follows Docker's naive differ instead: every directory with a change
+    anywhere inside it is listed as changed, since no copied-up directory says so by itself.
+    """
     changed_dirs: set[str] = set()
     for entry in entries:
         path = "/" + entry.path
@@ -201,7 +205,16 @@ def classify(entries: Iterator[Entry], lowers: Lowers) -> Iterator[tuple[str, st
                 kind = "C"
         if entry.is_dir:
             changed_dirs.add(path)
-        if kind in ("A", "D"):
+        if full_copy:
+            missing = []
+            parent = posixpath.dirname(path)
+            while parent != "/" and parent not in changed_dirs:
+                missing.append(parent)
+                changed_dirs.add(parent)
+                parent = posixpath.dirname(parent)
+            for directory in reversed(missing):
+                yield directory, "C"
+        elif kind in ("A", "D"):
             parent = posixpath.dirname(path)
             if parent not in changed_dirs and parent != "/":
                 yield parent, "C"
@@ -230,14 +243,15 @@ def container_changes(engine, record) -> list[dict]:
 
     snapshots = engine.store.snapshots
     snap = snapshots.get(f"container/{record.id}")
-    if snapshots.driver == OVERLAY:
-        lowers = Lowers(_lower_dirs(snapshots, snap))
-        entries = walk_upper(snapshots.fs(snap))
-    else:
+    full_copy = snapshots.driver != OVERLAY
+    if full_copy:
         lowers = Lowers([snapshots.fs(snapshots.get(snap.parent))] if snap.parent else [])
         entries = _vfs_entries(snapshots, snap)
+    else:
+        lowers = Lowers(_lower_dirs(snapshots, snap))
+        entries = walk_upper(snapshots.fs(snap))
     try:
-        return [{"Path": path, "Kind": KIND_CODES[kind]} for path, kind in classify(entries, lowers)]
+        return [{"Path": path, "Kind": KIND_CODES[kind]} for path, kind in classify(entries, lowers, full_copy)]
     finally:
         lowers.close()
 

@@ -188,7 +188,7 @@ def test_container_prune(dy, busybox):
     head, _, tail = out.partition("\n\n")
     lines = head.splitlines()
     assert lines[0] == "Deleted Containers:" and sorted(lines[1:]) == sorted(exited + [created])
-    assert re.fullmatch(r"Total reclaimed space: [\d.]+k?B\n", tail)
+    assert re.fullmatch(r"Total reclaimed space: [\d.]+[kMG]?B\n", tail)
     assert sorted(dy.out("ps", "-a", "--format", "{{.Names}}").split()) == ["labelled", "up"]
     assert dy.out("container", "prune", "-f", "--filter", "until=1h") == "Total reclaimed space: 0B\n"
     assert dy.out("container", "prune", "-f").splitlines()[:2] == ["Deleted Containers:", kept]
