@@ -7,8 +7,6 @@ import os
 import sys
 import time
 
-from dockyard.errors import InvalidArgument
-
 STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
                  "PIDs": "PIDS"}
@@ -83,7 +81,8 @@ def export(args, ctx) -> int:
     record = ctx.engine.containers.get(args.container)
     if not args.output:
         if sys.stdout.isatty():
-            raise InvalidArgument("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+            sys.stderr.write("cowardly refusing to save to a terminal. Use the -o flag or redirect\n")
+            return 1
         sys.stdout.flush()
         export_fs(ctx.engine, record, sys.stdout.buffer)
         sys.stdout.buffer.flush()

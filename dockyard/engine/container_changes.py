@@ -20,12 +20,11 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from dockyard.fsutil import DIR_FLAGS
-from dockyard.image.layer_apply import OVERLAY_OPAQUE_XATTR
 
 PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"  # as image/layer_apply.py writes it (not imported: tarfile is slow)
 RESOLVE_NO_SYMLINKS = 0x04  # openat2: no symlink anywhere in the path
 RESOLVE_BENEATH = 0x08  # openat2: never above the directory fd
 
@@ -36,16 +35,19 @@ INIT_PATHS = frozenset({"dev", "dev/pts", "dev/shm", "dev/mqueue", "dev/console"
 KIND_CODES = {"C": 0, "A": 1, "D": 2}
 
 
-@dataclass
 class Entry:
-    """One entry of the writable layer."""
+    """One entry of the writable layer (a plain class: `diff` should not pay for importing dataclasses)."""
 
-    path: str  # relative, no leading '/'
-    st: os.stat_result | None  # None: a deletion
-    dir_fd: int = -1  # readable fd of its directory, valid while the walk is suspended on it
-    name: str = ""
-    opaque: bool = False
-    children: list[str] = field(default_factory=list)
+    __slots__ = ("children", "dir_fd", "name", "opaque", "path", "st")
+
+    def __init__(self, path: str, st: os.stat_result | None, dir_fd: int = -1, name: str = "",
+                 opaque: bool = False, children: list[str] | None = None) -> None:
+        self.path = path  # relative, no leading '/'
+        self.st = st  # None: a deletion
+        self.dir_fd = dir_fd  # readable fd of its directory, valid while the walk is suspended on this entry
+        self.name = name
+        self.opaque = opaque
+        self.children = children or []
 
     @property
     def deleted(self) -> bool:
