@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+from dockyard.cli.flags import REMAINDER, ArgumentParser
 from dockyard.cli.output import human_size, print_formatted, print_table, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
@@ -37,7 +37,7 @@ def _each(names: list[str], action) -> int:
 
 # --- create / run ---------------------------------------------------------------------------------------------
 
-def create_parser(p: argparse.ArgumentParser) -> None:
+def create_parser(p: ArgumentParser) -> None:
     from dockyard.cli.run_flags import add_run_flags
 
     add_run_flags(p)
@@ -83,7 +83,7 @@ def create(args, ctx) -> int:
     return 0
 
 
-def run_parser(p: argparse.ArgumentParser) -> None:
+def run_parser(p: ArgumentParser) -> None:
     create_parser(p)
 
 
@@ -130,7 +130,7 @@ def _run_failed(args, error: DockyardError) -> int:
 
 # --- start / stop / kill / restart / rm ------------------------------------------------------------------------
 
-def start_parser(p: argparse.ArgumentParser) -> None:
+def start_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR and forward signals")
     p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
@@ -161,7 +161,7 @@ def start(args, ctx) -> int:
     return _each(args.containers, start_one)
 
 
-def stop_parser(p: argparse.ArgumentParser) -> None:
+def stop_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-t", "--time", "--timeout", dest="time", type=int, help="Seconds to wait before killing it")
     p.add_argument("-s", "--signal", help="Signal to send to the container")
@@ -178,7 +178,7 @@ def stop(args, ctx) -> int:
     return _each(args.containers, stop_one)
 
 
-def kill_parser(p: argparse.ArgumentParser) -> None:
+def kill_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-s", "--signal", default="KILL", help="Signal to send to the container (default KILL)")
 
@@ -200,7 +200,7 @@ def kill(args, ctx) -> int:
     return _each(args.containers, kill_one)
 
 
-def restart_parser(p: argparse.ArgumentParser) -> None:
+def restart_parser(p: ArgumentParser) -> None:
     stop_parser(p)
 
 
@@ -216,7 +216,7 @@ def restart(args, ctx) -> int:
     return _each(args.containers, restart_one)
 
 
-def rm_parser(p: argparse.ArgumentParser) -> None:
+def rm_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--force", action="store_true", help="Force the removal of a running container")
     p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes of the container")
@@ -230,7 +230,7 @@ def rm(args, ctx) -> int:
     return _each(args.containers, rm_one)
 
 
-def pause_parser(p: argparse.ArgumentParser) -> None:
+def pause_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
@@ -239,7 +239,7 @@ def pause(args, ctx) -> int:
         {"op": "pause", "id": ctx.engine.containers.get(name).id}), ctx.stdout.write(name + "\n")))
 
 
-def unpause_parser(p: argparse.ArgumentParser) -> None:
+def unpause_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
@@ -248,7 +248,7 @@ def unpause(args, ctx) -> int:
         {"op": "unpause", "id": ctx.engine.containers.get(name).id}), ctx.stdout.write(name + "\n")))
 
 
-def rename_parser(p: argparse.ArgumentParser) -> None:
+def rename_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("new_name", metavar="NEW_NAME")
 
@@ -261,7 +261,7 @@ def rename(args, ctx) -> int:
     return 0
 
 
-def wait_parser(p: argparse.ArgumentParser) -> None:
+def wait_parser(p: ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
@@ -278,7 +278,7 @@ def wait(args, ctx) -> int:
 
 # --- exec / attach ----------------------------------------------------------------------------------------------
 
-def exec__parser(p: argparse.ArgumentParser) -> None:
+def exec__parser(p: ArgumentParser) -> None:
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
@@ -289,7 +289,7 @@ def exec__parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--privileged", action="store_true", help="Give extended privileges to the command")
     p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND [ARG...]")
+    p.add_argument("command", nargs=REMAINDER, metavar="COMMAND [ARG...]")
 
 
 def exec_(args, ctx) -> int:
@@ -417,7 +417,7 @@ def _exec_tty(monitor, request: dict, args) -> int:
         stream.close()
 
 
-def attach_parser(p: argparse.ArgumentParser) -> None:
+def attach_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
     p.add_argument("--sig-proxy", default="true", help="Proxy all received signals to the process")
@@ -441,7 +441,7 @@ def attach(args, ctx) -> int:
 
 # --- ps ---------------------------------------------------------------------------------------------------------
 
-def ps_parser(p: argparse.ArgumentParser) -> None:
+def ps_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("-f", "--filter", action="append", help="Filter output based on conditions provided")
     p.add_argument("--format", help="Format output using a custom template")
@@ -554,7 +554,7 @@ def _ellipsis(text: str, width: int) -> str:
 
 # --- logs -------------------------------------------------------------------------------------------------------
 
-def logs_parser(p: argparse.ArgumentParser) -> None:
+def logs_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
     p.add_argument("-n", "--tail", default="all", help='Number of lines to show from the end of the logs '
@@ -565,28 +565,13 @@ def logs_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--details", action="store_true", help="Show extra details provided to logs")
 
 
-def _time_arg(value: str | None) -> float | None:
-    if value is None:
-        return None
-    from dockyard.cli.duration import parse_duration
-    from dockyard.timeutil import parse_rfc3339
-
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parsed = parse_rfc3339(value)
-    if parsed is not None:
-        return parsed
-    return time.time() - parse_duration(value)
-
-
 def logs(args, ctx) -> int:
+    from dockyard.cli.duration import parse_time
     from dockyard.engine.logs_reader import follow_logs, read_logs
 
     record = ctx.engine.containers.get(args.container)
     tail = None if args.tail == "all" else int(args.tail)
-    since_t, until_t = _time_arg(args.since), _time_arg(args.until)
+    since_t, until_t = parse_time(args.since), parse_time(args.until)
     out, err = sys.stdout.buffer, sys.stderr.buffer
 
     def emit(entry: dict) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -10,6 +9,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+from dockyard.cli.duration import parse_time
+from dockyard.cli.flags import REMAINDER, ArgumentParser
 from dockyard.cli.output import go_time, human_size, print_formatted, print_json, print_table, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image import reference
@@ -44,7 +45,7 @@ def _err(message: str) -> None:
 
 # --- images -----------------------------------------------------------------------------------------------------
 
-def images_parser(p: argparse.ArgumentParser) -> None:
+def images_parser(p: ArgumentParser) -> None:
     p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
     p.add_argument("--digests", action="store_true", help="Show digests")
@@ -79,7 +80,7 @@ def _image_rows(ctx, args) -> list[dict[str, Any]]:
         return times[service.resolve(filters[key][0]).id]
 
     before, after = boundary("before"), boundary("since")
-    until = _until(filters.get("until", [None])[0])
+    until = parse_time(filters.get("until", [None])[0])
     rows = []
     for image in sorted(records, key=lambda r: times[r.id], reverse=True):
         names = tags.get(image.id, [])
@@ -107,23 +108,6 @@ def _image_rows(ctx, args) -> list[dict[str, Any]]:
                 continue
             rows.append(_image_row(image, repo, tag, digest, times[image.id], args.no_trunc))
     return rows
-
-
-def _until(value: str | None) -> float | None:
-    if value is None:
-        return None
-    import time
-
-    from dockyard.cli.duration import parse_duration
-
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parsed = parse_rfc3339(value)
-    if parsed is not None:
-        return parsed
-    return time.time() - parse_duration(value)
 
 
 def _label_matches(labels: dict[str, str], condition: str) -> bool:
@@ -184,7 +168,7 @@ def images(args, ctx) -> int:
 
 # --- tag, rmi ---------------------------------------------------------------------------------------------------
 
-def tag_parser(p: argparse.ArgumentParser) -> None:
+def tag_parser(p: ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
     p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
 
@@ -194,7 +178,7 @@ def tag(args, ctx) -> int:
     return 0
 
 
-def rmi_parser(p: argparse.ArgumentParser) -> None:
+def rmi_parser(p: ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
@@ -227,7 +211,7 @@ def _no_such_image(error: DockyardError, name: str) -> str:
 
 # --- history ----------------------------------------------------------------------------------------------------
 
-def history_parser(p: argparse.ArgumentParser) -> None:
+def history_parser(p: ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("--format", help="Format output using a custom template")
     p.add_argument("-H", "--human", default="true", nargs="?", const="true",
@@ -272,7 +256,7 @@ def history(args, ctx) -> int:
 
 # --- inspect ----------------------------------------------------------------------------------------------------
 
-def image_inspect_parser(p: argparse.ArgumentParser) -> None:
+def image_inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
@@ -305,7 +289,7 @@ def print_inspect(objects: list[dict[str, Any]], fmt: str | None, ctx) -> None:
 
 # --- save, load, import ---------------------------------------------------------------------------------------
 
-def save_parser(p: argparse.ArgumentParser) -> None:
+def save_parser(p: ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
 
@@ -335,7 +319,7 @@ def save(args, ctx) -> int:
     return 0
 
 
-def load_parser(p: argparse.ArgumentParser) -> None:
+def load_parser(p: ArgumentParser) -> None:
     p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
 
@@ -359,7 +343,7 @@ def load(args, ctx) -> int:
     return 0
 
 
-def import__parser(p: argparse.ArgumentParser) -> None:
+def import__parser(p: ArgumentParser) -> None:
     p.add_argument("source", metavar="file|URL|-")
     p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
     p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the "
@@ -393,7 +377,7 @@ def _check_platform(value: str) -> None:
 
 # --- prune, bootstrap -------------------------------------------------------------------------------------------
 
-def prune_parser(p: argparse.ArgumentParser) -> None:
+def prune_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
     p.add_argument("--filter", action="append", help="Provide filter values (e.g. 'until=<timestamp>')")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
@@ -408,7 +392,7 @@ def prune(args, ctx) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    until = _until(filters["until"][0]) if "until" in filters else None
+    until = parse_time(filters["until"][0]) if "until" in filters else None
     report = ctx.engine.images.prune(all_images=args.all, until=until, label_filters=filters.get("label"))
     if report.items:
         ctx.stdout.write("Deleted Images:\n")
@@ -420,11 +404,11 @@ def prune(args, ctx) -> int:
     return 0
 
 
-def bootstrap_parser(p: argparse.ArgumentParser) -> None:
+def bootstrap_parser(p: ArgumentParser) -> None:
     from dockyard.templates import TEMPLATES
 
     p.add_argument("template", choices=sorted(TEMPLATES), help="the recipe to follow")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="the template's own options (see TEMPLATE --help)")
+    p.add_argument("options", nargs=REMAINDER, help="the template's own options (see TEMPLATE --help)")
 
 
 def bootstrap(args, ctx) -> int:
@@ -432,7 +416,7 @@ def bootstrap(args, ctx) -> int:
     from dockyard.engine.bootstrap import bootstrap as make
 
     template = templates.load(args.template)
-    parser = argparse.ArgumentParser(prog=f"dockyard image bootstrap {args.template}",
+    parser = ArgumentParser(prog=f"dockyard image bootstrap {args.template}",
                                      description=template.DESCRIPTION)
     template.add_arguments(parser)
     options = parser.parse_args(args.options)

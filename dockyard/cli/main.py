@@ -184,9 +184,9 @@ def _split_globals(argv: list[str]) -> tuple[dict, list[str]]:
 
 
 def _build_parser(words: tuple[str, ...], module, function: str, text: str):
-    import argparse
+    from dockyard.cli.flags import ArgumentParser
 
-    class Parser(argparse.ArgumentParser):
+    class Parser(ArgumentParser):
         def error(self, message: str):  # docker: "unknown flag: --x / See 'docker images --help'." exit 125
             raise UsageError(f"{message}\nSee 'dockyard {' '.join(words)} --help'.")
 

@@ -5,11 +5,11 @@ Every value is checked here, before anything is created: a bad size, port or mou
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 
+from dockyard.cli.flags import REMAINDER, ArgumentParser, Namespace
 from dockyard.errors import InvalidArgument
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.I)
@@ -24,7 +24,7 @@ def parse_size(text: str, flag: str) -> int:
     return int(float(m.group(1)) * unit)
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
+def add_run_flags(p: ArgumentParser) -> None:
     a = p.add_argument
     a("-d", "--detach", action="store_true", help="Run container in background and print container ID")
     a("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
@@ -87,7 +87,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--cidfile", help="Write the container ID to the file")
     a("-q", "--quiet", action="store_true", help="Suppress the pull output")
     a("image", metavar="IMAGE")
-    a("command", nargs=argparse.REMAINDER, metavar="[COMMAND] [ARG...]")
+    a("command", nargs=REMAINDER, metavar="[COMMAND] [ARG...]")
 
 
 def _env_file(path: str) -> list[str]:
@@ -287,7 +287,7 @@ def _security_opts(values: list[str]) -> list[str]:
     return out
 
 
-def create_body(args: argparse.Namespace) -> dict:
+def create_body(args: Namespace) -> dict:
     """The POST /containers/create body for these flags."""
     env = [e for path in args.env_file for e in _env_file(path)] + _env(args.env)
     binds, anonymous = _volumes(args.volume)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
 
+from dockyard.cli.flags import ArgumentParser
 from dockyard import API_VERSION, __version__
 from dockyard.cli.output import human_size, print_formatted
 from dockyard.errors import NotFound
@@ -14,7 +14,7 @@ from dockyard.errors import NotFound
 OBJECT_TYPES = ("container", "image", "volume")
 
 
-def inspect_parser(p: argparse.ArgumentParser) -> None:
+def inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes if the type is container")
@@ -43,41 +43,37 @@ def _find(ctx, name: str, kind: str | None, size: bool = False):
     raise NotFound(f"No such object: {name}")
 
 
-def inspect(args, ctx) -> int:
+def inspect_each(names: list[str], find, fmt: str | None, ctx) -> int:
+    """Print what `find` returns for each name (JSON list or --format); report the missing ones; exit 1 if any."""
     from dockyard.cli.image_cmds import print_inspect
 
     found, status = [], 0
-    for name in args.names:
+    for name in names:
         try:
-            found.append(_find(ctx, name, args.type, args.size))
+            found.append(find(name))
         except NotFound as e:
             status = 1
             sys.stdout.flush()
             sys.stderr.write(f"Error: {e}\n")
-    print_inspect(found, args.format, ctx)
+    print_inspect(found, fmt, ctx)
     return status
 
 
-def container_inspect_parser(p: argparse.ArgumentParser) -> None:
+def inspect(args, ctx) -> int:
+    return inspect_each(args.names, lambda name: _find(ctx, name, args.type, args.size), args.format, ctx)
+
+
+def container_inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="CONTAINER")
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
 
 
 def container_inspect(args, ctx) -> int:
-    from dockyard.cli.image_cmds import print_inspect
     from dockyard.engine.container_views import inspect as inspect_container
 
-    found, status = [], 0
-    for name in args.names:
-        try:
-            found.append(inspect_container(ctx.engine, ctx.engine.containers.get(name), args.size))
-        except NotFound as e:
-            status = 1
-            sys.stdout.flush()
-            sys.stderr.write(f"Error: {e}\n")
-    print_inspect(found, args.format, ctx)
-    return status
+    return inspect_each(args.names, lambda name: inspect_container(ctx.engine, ctx.engine.containers.get(name),
+                                                                    args.size), args.format, ctx)
 
 
 def _info(ctx) -> dict:
@@ -116,7 +112,7 @@ def _os_name() -> str:
     return "Linux"
 
 
-def info_parser(p: argparse.ArgumentParser) -> None:
+def info_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
 
@@ -139,7 +135,7 @@ def info(args, ctx) -> int:
     return 0
 
 
-def version_parser(p: argparse.ArgumentParser) -> None:
+def version_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
 
@@ -160,7 +156,7 @@ def version(args, ctx) -> int:
     return 0
 
 
-def system_prune_parser(p: argparse.ArgumentParser) -> None:
+def system_prune_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", help="Provide filter values")

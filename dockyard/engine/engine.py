@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerService
     from dockyard.engine.images import ImageService
     from dockyard.engine.monitor.client import MonitorClient
+    from dockyard.engine.networks import NetworkService
     from dockyard.engine.volumes import VolumeService
     from dockyard.store.metadata import Database
     from dockyard.store.store import Store
@@ -68,6 +69,12 @@ class Engine:
         service = VolumeService(self.root_dir, self.db)
         service.in_use = lambda name: self.containers.volume_users(name)
         return service
+
+    @cached_property
+    def networks(self) -> NetworkService:
+        from dockyard.engine.networks import NetworkService
+
+        return NetworkService(self)
 
     def monitor(self) -> MonitorClient:
         from dockyard.engine.monitor.client import MonitorClient

@@ -292,13 +292,7 @@ class _Applier:
             else:
                 data = tar.extractfile(member)
                 assert data is not None
-                remaining = member.size
-                while remaining:
-                    chunk = data.read(min(COPY_CHUNK, remaining))
-                    if not chunk:
-                        raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-                    _write_all(fd, chunk)
-                    remaining -= len(chunk)
+                _copy_stream(data, fd, member.size, member.name)
             self.result.size += member.size
             self._set_metadata(fd, None, member)
         finally:
@@ -312,13 +306,7 @@ class _Applier:
         for offset, length in member.sparse:
             data.seek(offset)
             os.lseek(fd, offset, os.SEEK_SET)
-            remaining = length
-            while remaining:
-                chunk = data.read(min(COPY_CHUNK, remaining))
-                if not chunk:
-                    raise tarfile.ReadError(f"unexpected end of data in sparse file {member.name!r}")
-                _write_all(fd, chunk)
-                remaining -= len(chunk)
+            _copy_stream(data, fd, length, member.name)
         os.ftruncate(fd, member.size)
 
     def _hardlink(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
@@ -487,6 +475,17 @@ def _is_symlink(name: str, dir_fd: int) -> bool:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
+
+
+def _copy_stream(data, fd: int, length: int, name: str) -> None:
+    """Copy `length` bytes from a tar member's stream to fd, in bounded chunks."""
+    remaining = length
+    while remaining:
+        chunk = data.read(min(COPY_CHUNK, remaining))
+        if not chunk:
+            raise tarfile.ReadError(f"unexpected end of data in {name!r}")
+        _write_all(fd, chunk)
+        remaining -= len(chunk)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.procfs import start_time as process_start_time  # noqa: F401 - part of this module's interface
+from dockyard.procfs import state_letter as process_state_letter  # noqa: F401
 
 OCI_VERSION = "1.0.2"
 STATE_FILE = "state.json"
@@ -89,25 +91,7 @@ def make_container_dir(state_root: str, container_id: str) -> str:
     return path
 
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of pid in clock ticks since boot, or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    return int(fields[19])
 
-
-def process_state_letter(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rindex(b")") + 2:].split()[0].decode()
 
 
 def is_alive(record: Record) -> bool:

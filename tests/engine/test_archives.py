@@ -7,7 +7,6 @@ import http.server
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile

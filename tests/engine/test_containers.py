@@ -37,9 +37,10 @@ def running_sleep(marker: str) -> bool:
     return subprocess.run(["pgrep", "-f", f"^sleep {marker}$"], capture_output=True).stdout != b""
 
 
-def mounts() -> list[str]:
+def mounts(under: str = "/") -> list[str]:
+    """Mount points under a directory (other test suites may mount and unmount elsewhere meanwhile)."""
     with open("/proc/self/mountinfo") as f:
-        return [line.split()[4] for line in f]
+        return [p for p in (line.split()[4] for line in f) if p.startswith(under)]
 
 
 def cgroups(container_id: str) -> list[str]:
@@ -101,14 +102,15 @@ def test_detached_logs_stop_start_keeps_writable_layer(dy, busybox):
 
 
 def test_nothing_left_after_rm(dy, busybox):
-    before_mounts = mounts()
+    before_mounts = mounts(str(dy.root))
     marker = unique_sleep()
     cid = dy.out("run", "-d", "busybox", "sleep", marker).strip()
     assert cgroups(cid), "the container has cgroups while it runs"
-    assert len(mounts()) > len(before_mounts)
+    assert len(mounts(str(dy.root))) > len(before_mounts)
     dy("rm", "-f", cid)
     assert cgroups(cid) == []
-    assert mounts() == before_mounts
+    assert mounts(str(dy.root)) == before_mounts
+    assert not any(cid in m for m in mounts())
     assert not (dy.root / "containers" / cid).exists()
     assert not (dy.root / "run" / "containers" / cid).exists()
     assert not running_sleep(marker)

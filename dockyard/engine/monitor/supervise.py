@@ -8,7 +8,6 @@ from dockyard import linux
 from dockyard.engine.container_spec import spec_for
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.engine.monitor.logs import JsonLogWriter, parse_size
-from dockyard.errors import DockyardError
 
 
 class Launched:
@@ -78,13 +77,7 @@ def launch(engine, record: ContainerRecord, console_size: tuple[int, int] | None
     _populate_volumes(engine, record, rootfs)
     files = {"/etc/hostname": data["HostnamePath"], "/etc/hosts": data["HostsPath"],
              "/etc/resolv.conf": data["ResolvConfPath"]}
-    netns = None
-    mode = host.get("NetworkMode") or "default"
-    if mode.startswith("container:"):
-        other = engine.containers.get(mode.split(":", 1)[1])
-        if not other.running:
-            raise DockyardError(f"cannot join network of a non running container: {other.id}")
-        netns = f"/proc/{other.state['Pid']}/ns/net"
+    netns = engine.networks.attach(record)
     spec = spec_for(data, rootfs, files, netns)
     spec["root"]["path"] = "rootfs"
     if config.get("Tty") and console_size:
@@ -140,7 +133,9 @@ def _create_with_console(oci, container_id: str, bundle: str, spec: dict) -> tup
 
 
 def cleanup(engine, record: ContainerRecord) -> None:
-    """After the init has exited: the runtime's state and cgroups (killing any straggler), then the rootfs."""
+    """After the init has exited: the runtime's state and cgroups (killing any straggler), the network, then
+    the rootfs."""
     runtime_of(engine, record).delete(record.id)
+    engine.networks.detach(record)
     rootfs = os.path.join(engine.containers.bundle_dir(record.id), "rootfs")
     linux.umount_if_mounted(rootfs)
