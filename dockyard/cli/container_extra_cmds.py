@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+
+from dockyard.cli.flags import REMAINDER, ArgumentParser
 
 STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME", "CPUPerc": "CPU %",
                  "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O", "BlockIO": "BLOCK I/O",
@@ -13,15 +14,6 @@ STATS_HEADERS = {"Container": "CONTAINER", "ID": "CONTAINER ID", "Name": "NAME",
 STATS_DEFAULT_FORMAT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t"
                         "{{.BlockIO}}\t{{.PIDs}}")
 STATS_INTERVAL = 1.0  # seconds between the two samples CPU % is computed from (Docker's daemon: 1 s)
-
-
-def _bool_flag(p: argparse.ArgumentParser, short: str | None, name: str, default: bool, help: str) -> None:
-    """A Go-style boolean flag: `--x`, `--x=true`, `--x=false` (argparse matches these whole words first)."""
-    names = [n for n in (short, name, f"{name}=true", f"{name}=1") if n]
-    p.add_argument(*names, dest=name.lstrip("-").replace("-", "_"), action="store_true", default=default,
-                   help=help)
-    p.add_argument(f"{name}=false", f"{name}=0", dest=name.lstrip("-").replace("-", "_"), action="store_false",
-                   help=argparse.SUPPRESS)
 
 
 def _confirm(question: str) -> bool:
@@ -32,7 +24,7 @@ def _confirm(question: str) -> bool:
 
 # --- diff -------------------------------------------------------------------------------------------------------
 
-def diff_parser(p: argparse.ArgumentParser) -> None:
+def diff_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
 
@@ -48,14 +40,15 @@ def diff(args, ctx) -> int:
 
 # --- commit -----------------------------------------------------------------------------------------------------
 
-def commit_parser(p: argparse.ArgumentParser) -> None:
+def commit_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
     p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the "
                                                                         "created image")
     p.add_argument("-m", "--message", default="", help="Commit message")
-    _bool_flag(p, "-p", "--pause", True, "Pause container during commit (default true)")
+    p.add_argument("-p", "--pause", action="store_true", default=True,
+                   help="Pause container during commit (default true; --pause=false to not)")
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("repository", nargs="?", metavar="[REPOSITORY[:TAG]]")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
 
 
 def commit(args, ctx) -> int:
@@ -70,7 +63,7 @@ def commit(args, ctx) -> int:
 
 # --- export -----------------------------------------------------------------------------------------------------
 
-def export_parser(p: argparse.ArgumentParser) -> None:
+def export_parser(p: ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
     p.add_argument("container", metavar="CONTAINER")
 
@@ -103,9 +96,9 @@ def export(args, ctx) -> int:
 
 # --- top --------------------------------------------------------------------------------------------------------
 
-def top_parser(p: argparse.ArgumentParser) -> None:
+def top_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="[ps OPTIONS]")
+    p.add_argument("ps_args", nargs=REMAINDER, metavar="[ps OPTIONS]")
 
 
 def top(args, ctx) -> int:
@@ -122,7 +115,7 @@ def top(args, ctx) -> int:
 
 # --- stats ------------------------------------------------------------------------------------------------------
 
-def stats_parser(p: argparse.ArgumentParser) -> None:
+def stats_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Show all containers (default shows just running)")
     p.add_argument("--format", help="Format output using a custom template")
     p.add_argument("--no-stream", action="store_true", help="Disable streaming stats and only pull the first result")
@@ -221,7 +214,7 @@ def stats(args, ctx) -> int:
 
 # --- port -------------------------------------------------------------------------------------------------------
 
-def port_parser(p: argparse.ArgumentParser) -> None:
+def port_parser(p: ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
@@ -263,18 +256,19 @@ def port(args, ctx) -> int:
 
 # --- container prune --------------------------------------------------------------------------------------------
 
-def container_prune_parser(p: argparse.ArgumentParser) -> None:
+def container_prune_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", help="Provide filter values (e.g. \"until=<timestamp>\")")
 
 
 def container_prune(args, ctx) -> int:
-    from dockyard.cli.image_cmds import _until, parse_filters
+    from dockyard.cli.duration import parse_time
+    from dockyard.cli.image_cmds import parse_filters
     from dockyard.cli.output import human_size
     from dockyard.engine.container_prune import prune_containers
 
     filters = parse_filters(args.filter, ("until", "label", "label!"))
-    until = _until(filters["until"][-1]) if "until" in filters else None
+    until = parse_time(filters["until"][-1]) if "until" in filters else None
     if not args.force and not _confirm("WARNING! This will remove all stopped containers."):
         return 0
     removed, reclaimed = prune_containers(ctx.engine, until, filters.get("label"), filters.get("label!"))

@@ -8,7 +8,6 @@ local side and the engine's archive operations (engine/container_fs.py) through 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -17,6 +16,10 @@ from dataclasses import dataclass
 from typing import BinaryIO, TypeVar
 
 from dockyard.errors import NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dockyard.cli.flags import ArgumentParser
 
 T = TypeVar("T")
 MAX_LOCAL_SYMLINKS = 10
@@ -34,16 +37,14 @@ class CopyInfo:
     rebase_name: str = ""
 
 
-def cp_parser(p: argparse.ArgumentParser) -> None:
-    p.usage = ("%(prog)s [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n"
-               "       %(prog)s [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH")
+def cp_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--archive", action="store_true", help="Archive mode (copy all uid/gid information)")
     p.add_argument("-L", "--follow-link", action="store_true", help="Always follow symbol link in SRC_PATH")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="Suppress progress output during copy. Progress output is automatically suppressed if no "
                         "terminal is attached")
-    p.add_argument("source", metavar="SRC_PATH")
-    p.add_argument("dest", metavar="DEST_PATH")
+    p.add_argument("source", metavar="SRC_PATH", help="CONTAINER:SRC_PATH, a local path, or - (a tar on stdin)")
+    p.add_argument("dest", metavar="DEST_PATH", help="CONTAINER:DEST_PATH, a local path, or - (a tar on stdout)")
 
 
 def split_cp_arg(arg: str) -> tuple[str, str]:

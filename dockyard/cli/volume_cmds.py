@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dockyard.cli.flags import ArgumentParser
 
 VOLUME_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
                   "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "CreatedAt": "CREATED AT"}
@@ -29,26 +32,22 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
 
 # --- create -------------------------------------------------------------------------------------------------------
 
-def volume_create_parser(p: argparse.ArgumentParser) -> None:
+def volume_create_parser(p: ArgumentParser) -> None:
     p.add_argument("name", nargs="?", metavar="VOLUME")
     p.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
     p.add_argument("--label", action="append", default=[], help="Set metadata for a volume")
     p.add_argument("-o", "--opt", action="append", default=[], help="Set driver specific options")
-    p.add_argument("--name", dest="name_flag", help=argparse.SUPPRESS)
 
 
 def volume_create(args, ctx) -> int:
-    if args.name and args.name_flag and args.name != args.name_flag:
-        raise InvalidArgument('conflicting options: either specify --name or provide positional arg, not both')
-    name = args.name or args.name_flag
-    volume = ctx.engine.volumes.create(name, args.driver, _pairs(args.label, "label"), _pairs(args.opt, "option"))
+    volume = ctx.engine.volumes.create(args.name, args.driver, _pairs(args.label, "label"), _pairs(args.opt, "option"))
     ctx.stdout.write(volume["Name"] + "\n")
     return 0
 
 
 # --- ls -----------------------------------------------------------------------------------------------------------
 
-def volume_ls_parser(p: argparse.ArgumentParser) -> None:
+def volume_ls_parser(p: ArgumentParser) -> None:
     p.add_argument("-f", "--filter", action="append", help="Provide filter values (e.g. \"dangling=true\")")
     p.add_argument("--format", help="Format output using a custom template")
     p.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
@@ -105,7 +104,7 @@ def volume_ls(args, ctx) -> int:
 
 # --- inspect ------------------------------------------------------------------------------------------------------
 
-def volume_inspect_parser(p: argparse.ArgumentParser) -> None:
+def volume_inspect_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p.add_argument("-f", "--format", help="Format output using a custom template")
 
@@ -127,7 +126,7 @@ def volume_inspect(args, ctx) -> int:
 
 # --- rm -----------------------------------------------------------------------------------------------------------
 
-def volume_rm_parser(p: argparse.ArgumentParser) -> None:
+def volume_rm_parser(p: ArgumentParser) -> None:
     p.add_argument("names", nargs="+", metavar="VOLUME")
     p.add_argument("-f", "--force", action="store_true", help="Force the removal of one or more volumes")
 
@@ -153,7 +152,7 @@ def volume_rm(args, ctx) -> int:
 
 # --- prune --------------------------------------------------------------------------------------------------------
 
-def volume_prune_parser(p: argparse.ArgumentParser) -> None:
+def volume_prune_parser(p: ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused volumes, not just anonymous ones")
     p.add_argument("--filter", action="append", help="Provide filter values (e.g. \"label=<label>\")")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
