@@ -86,14 +86,19 @@ def cp(args, ctx) -> int:
     return 0
 
 
+def _no_such_path(container: str, path: str) -> CopyError:
+    """Docker's client turns any 404 of the archive endpoints (no container, no path) into this message."""
+    return CopyError(f"Error: No such container:path: {container}:{path}")
+
+
 # --- container -> host ------------------------------------------------------------------------------------------
 
 def _from_container(ctx, container: str, path: str, dst: str, args) -> int | None:
     from dockyard.engine import container_fs
 
     engine = ctx.engine
-    record = engine.containers.get(container)
     try:
+        record = engine.containers.get(container)
         if dst == "-":
             out = sys.stdout.buffer
             sys.stdout.flush()
@@ -102,7 +107,7 @@ def _from_container(ctx, container: str, path: str, dst: str, args) -> int | Non
             return None
         src = container_fs.stat_path(engine, record, path, follow=args.follow_link)
     except NotFound:
-        raise CopyError(f"Error: No such container:path: {container}:{path}") from None
+        raise _no_such_path(container, path) from None
     dst_info = local_destination(dst)
     dst_dir, rebase = prepare_archive_copy(src.name, src.is_dir, dst_info)
     options = _host_extract_options(args.archive, rebase)
@@ -193,8 +198,11 @@ def _to_container(ctx, source: str, container: str, path: str, args) -> int:
     from dockyard.engine import container_fs
 
     engine = ctx.engine
-    record = engine.containers.get(container)
     dst = CopyInfo(path)
+    try:
+        record = engine.containers.get(container)
+    except NotFound:
+        raise _no_such_path(container, path) from None
     try:
         st = container_fs.stat_path(engine, record, path)
         if st.is_symlink:  # a symlink at the destination is followed (once, then resolved in the container)
@@ -209,7 +217,7 @@ def _to_container(ctx, source: str, container: str, path: str, args) -> int:
     if source == "-":
         if not dst.is_dir:
             raise CopyError(f'destination "{container}:{path}" must be a directory')
-        return container_fs.put_archive(engine, record, dst.path, ctx.stdin, copy_uid_gid=args.archive)
+        return _put(engine, record, container, dst.path, ctx.stdin, args.archive)
     src = local_source(source, args.follow_link)
     _, src_base = _split_dir_entry(src.path)
     src_base = src.rebase_name or src_base
@@ -227,8 +235,17 @@ def _to_container(ctx, source: str, container: str, path: str, args) -> int:
             os.close(fd)
 
     def consume(stream: BinaryIO) -> int:
-        return container_fs.put_archive(engine, record, dst_dir, stream, copy_uid_gid=args.archive)
+        return _put(engine, record, container, dst_dir, stream, args.archive)
     return pipe_through(produce, consume)
+
+
+def _put(engine, record, container: str, path: str, stream: BinaryIO, archive: bool) -> int:
+    from dockyard.engine import container_fs
+
+    try:
+        return container_fs.put_archive(engine, record, path, stream, copy_uid_gid=archive)
+    except NotFound:
+        raise _no_such_path(container, path) from None
 
 
 def local_source(path: str, follow: bool) -> CopyInfo:

@@ -75,6 +75,11 @@ def _attach_mounts(root: int, record: ContainerRecord) -> None:
     from dockyard.runtime import paths
 
     mounts = [m for m in record.data.get("Mounts") or [] if m.get("Type") in ("volume", "bind") and m.get("Source")]
+    # The files the engine writes for every container, mounted over the image's at start (as Docker's cp sees).
+    for key, target in (("HostnamePath", "/etc/hostname"), ("HostsPath", "/etc/hosts"),
+                        ("ResolvConfPath", "/etc/resolv.conf")):
+        if record.data.get(key) and os.path.exists(record.data[key]):
+            mounts.append({"Source": record.data[key], "Destination": target, "RW": True})
     for mount in sorted(mounts, key=lambda m: paths.clean(m["Destination"]).count("/")):
         try:
             target = paths.open_in_root(root, mount["Destination"], os.O_PATH)

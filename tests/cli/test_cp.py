@@ -80,7 +80,9 @@ def test_into_container_path_rules(dy, ctr, src):
     assert bad.returncode == 1 and b"cannot copy directory" in bad.stderr
     missing_parent = dy("cp", str(src / "a.txt"), f"{ctr}:/nowhere/x", check=False)
     assert missing_parent.returncode == 1
-    assert b"Error response from daemon: Could not find the file /nowhere in container ctr" in missing_parent.stderr
+    assert missing_parent.stderr == b"Error: No such container:path: ctr:/nowhere\n"
+    no_container = dy("cp", str(src / "a.txt"), "nosuch:/tmp", check=False)
+    assert no_container.returncode == 1 and no_container.stderr == b"Error: No such container:path: nosuch:/tmp\n"
     no_source = dy("cp", str(src / "nope"), f"{ctr}:/tmp/", check=False)
     assert no_source.returncode == 1 and b"no such file or directory" in no_source.stderr
     device = dy("cp", str(src / "a.txt"), f"{ctr}:/dev/null", check=False)
@@ -278,3 +280,9 @@ def test_cp_into_volume_of_running_container(dy, busybox, src):
     dy("cp", str(src / "a.txt"), "vol:/data/")
     assert (dy.root / "volumes" / "cpvol" / "_data" / "a.txt").read_text() == "hello\n"
     assert dy.out("exec", "vol", "cat", "/data/a.txt") == "hello\n"
+
+
+def test_stopped_container_sees_its_etc_files(dy, busybox):
+    dy("run", "--name", "etc", "--hostname", "myhost", "busybox", "true")
+    assert content(dy, "etc", "/etc/hostname") == b"myhost\n"
+    assert b"localhost" in content(dy, "etc", "/etc/hosts")

@@ -207,3 +207,21 @@ def test_export_has_the_merged_tree(dy, busybox, engine):
         assert hello is not None and hello.read() == b"hi\n"
         mode = tar.getmember("bin/busybox").mode
     assert "bin/ls" not in names and "bin/sh" in names and stat.S_IMODE(mode) & 0o111
+
+
+def test_hard_links_both_ways(engine, container, tmp_path):
+    record = engine.containers.get(container)
+    container_fs.put_archive(engine, record, "/tmp/dir", tar_of(("f", "file", b"same"), ("g", "link", "f")))
+    out = io.BytesIO()
+    container_fs.get_archive(engine, record, "/tmp/dir", out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    first, second = sorted(("dir/f", "dir/g"), key=lambda n: members[n].islnk())
+    assert members[first].isfile() and members[second].islnk() and members[second].linkname == first
+    root = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        extract(io.BytesIO(out.getvalue()), root, "", ExtractOptions(owner=(0, 0), devices=False))
+    finally:
+        os.close(root)
+    assert os.stat(tmp_path / "dir" / "f").st_ino == os.stat(tmp_path / "dir" / "g").st_ino
+    assert (tmp_path / "dir" / "g").read_bytes() == b"same"
