@@ -194,3 +194,21 @@ def test_container_prune(dy, busybox):
     assert dy.out("container", "prune", "-f").splitlines()[:2] == ["Deleted Containers:", kept]
     declined = dy("container", "prune", input=b"n\n")
     assert b"WARNING! This will remove all stopped containers." in declined.stdout
+
+
+def test_stats_streams_until_interrupted(dy, busybox):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    dy("run", "-d", "--name", "streamed", "busybox", "sleep", "1000")
+    proc = subprocess.Popen([sys.executable, "-m", "dockyard", "--root", str(dy.root), "stats", "streamed"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, env=cli_env())
+    time.sleep(3.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    tables = out.decode().split("CONTAINER ID")
+    assert len(tables) >= 3 and all("streamed" in t for t in tables[1:])  # a fresh table every second
