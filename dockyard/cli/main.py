@@ -89,12 +89,21 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("image", "load"): ("image_cmds", "load", "Load an image from a tar archive or STDIN"),
     ("image", "prune"): ("image_cmds", "prune", "Remove unused images"),
     ("image", "bootstrap"): ("image_cmds", "bootstrap", "Make a base image from a template (busybox, debian)"),
+    ("pull",): ("registry_cmds", "pull", "Download an image from a registry"),
+    ("push",): ("registry_cmds", "push", "Upload an image to a registry"),
+    ("login",): ("registry_cmds", "login", "Log in to a registry"),
+    ("logout",): ("registry_cmds", "logout", "Log out from a registry"),
+    ("image", "pull"): ("registry_cmds", "pull", "Download an image from a registry"),
+    ("image", "push"): ("registry_cmds", "push", "Upload an image to a registry"),
+    ("registry", "serve"): ("registry_cmds", "registry_serve", "Run an OCI distribution registry server"),
+    ("registry", "gc"): ("registry_cmds", "registry_gc", "Remove registry blobs no manifest references"),
     ("system", "info"): ("system_cmds", "info", "Display system-wide information"),
     ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
 }
 GROUPS = {
     "container": "Manage containers",
     "image": "Manage images",
+    "registry": "Run a registry of your own",
     "system": "Manage Docker",
     "volume": "Manage volumes",
 }
