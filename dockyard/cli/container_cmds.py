@@ -565,28 +565,13 @@ def logs_parser(p: ArgumentParser) -> None:
     p.add_argument("--details", action="store_true", help="Show extra details provided to logs")
 
 
-def _time_arg(value: str | None) -> float | None:
-    if value is None:
-        return None
-    from dockyard.cli.duration import parse_duration
-    from dockyard.timeutil import parse_rfc3339
-
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parsed = parse_rfc3339(value)
-    if parsed is not None:
-        return parsed
-    return time.time() - parse_duration(value)
-
-
 def logs(args, ctx) -> int:
+    from dockyard.cli.duration import parse_time
     from dockyard.engine.logs_reader import follow_logs, read_logs
 
     record = ctx.engine.containers.get(args.container)
     tail = None if args.tail == "all" else int(args.tail)
-    since_t, until_t = _time_arg(args.since), _time_arg(args.until)
+    since_t, until_t = parse_time(args.since), parse_time(args.until)
     out, err = sys.stdout.buffer, sys.stderr.buffer
 
     def emit(entry: dict) -> None:

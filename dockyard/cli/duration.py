@@ -10,6 +10,24 @@ _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, 
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 
 
+def parse_time(value: str | None) -> float | None:
+    """A point in time as Docker's --since/--until/until= take it: unix seconds, RFC 3339, or a duration ago."""
+    if value is None:
+        return None
+    import time
+
+    from dockyard.timeutil import parse_rfc3339
+
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parsed = parse_rfc3339(value)
+    if parsed is not None:
+        return parsed
+    return time.time() - parse_duration(value)
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a Go duration; a bare number is seconds."""
     value = text.strip()

@@ -222,7 +222,7 @@ def parse(src: str) -> list:
             else:
                 body.append(Action(_parse_pipe(tokens)))
         if stop:
-            raise TemplateError(f"template: missing {{{{end}}}}")
+            raise TemplateError("template: missing {{end}}")
         return body, "", []
 
     def parse_if(cond: list[Tok]) -> If:

@@ -9,6 +9,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+from dockyard.cli.duration import parse_time
 from dockyard.cli.flags import REMAINDER, ArgumentParser
 from dockyard.cli.output import go_time, human_size, print_formatted, print_json, print_table, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
@@ -79,7 +80,7 @@ def _image_rows(ctx, args) -> list[dict[str, Any]]:
         return times[service.resolve(filters[key][0]).id]
 
     before, after = boundary("before"), boundary("since")
-    until = _until(filters.get("until", [None])[0])
+    until = parse_time(filters.get("until", [None])[0])
     rows = []
     for image in sorted(records, key=lambda r: times[r.id], reverse=True):
         names = tags.get(image.id, [])
@@ -107,23 +108,6 @@ def _image_rows(ctx, args) -> list[dict[str, Any]]:
                 continue
             rows.append(_image_row(image, repo, tag, digest, times[image.id], args.no_trunc))
     return rows
-
-
-def _until(value: str | None) -> float | None:
-    if value is None:
-        return None
-    import time
-
-    from dockyard.cli.duration import parse_duration
-
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parsed = parse_rfc3339(value)
-    if parsed is not None:
-        return parsed
-    return time.time() - parse_duration(value)
 
 
 def _label_matches(labels: dict[str, str], condition: str) -> bool:
@@ -408,7 +392,7 @@ def prune(args, ctx) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    until = _until(filters["until"][0]) if "until" in filters else None
+    until = parse_time(filters["until"][0]) if "until" in filters else None
     report = ctx.engine.images.prune(all_images=args.all, until=until, label_filters=filters.get("label"))
     if report.items:
         ctx.stdout.write("Deleted Images:\n")

@@ -1,4 +1,4 @@
-"""`network create|ls|inspect|rm|connect|disconnect|prune` and `port`, with Docker's outputs and errors."""
+"""`network create|ls|inspect|rm|connect|disconnect|prune`, with Docker's outputs and errors."""
 
 from __future__ import annotations
 
@@ -211,30 +211,4 @@ def disconnect_parser(p: ArgumentParser) -> None:
 
 def disconnect(args, ctx) -> int:
     ctx.engine.networks.disconnect(args.network, args.container, args.force)
-    return 0
-
-
-# --- port ---------------------------------------------------------------------------------------------------
-
-def port_parser(p: ArgumentParser) -> None:
-    p.add_argument("container", metavar="CONTAINER")
-    p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
-
-
-def port(args, ctx) -> int:
-    """What Docker prints: every mapping as `80/tcp -> 0.0.0.0:8080`, or for one port its host addresses."""
-    record = ctx.engine.containers.get(args.container)
-    ports = (record.data.get("NetworkSettings") or {}).get("Ports") or {}
-    if args.port:
-        number, _, proto = args.port.partition("/")
-        key = f"{number}/{proto or 'tcp'}"
-        bindings = ports.get(key)
-        if not bindings:
-            raise DockyardError(f"No public port '{key}' published for {args.container}")
-        for b in bindings:
-            ctx.stdout.write(f"{b['HostIp']}:{b['HostPort']}\n")
-        return 0
-    for key in sorted(ports, key=lambda k: (int(k.split("/")[0]), k)):
-        for b in ports[key] or []:
-            ctx.stdout.write(f"{key} -> {b['HostIp']}:{b['HostPort']}\n")
     return 0

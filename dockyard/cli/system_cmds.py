@@ -6,8 +6,8 @@ import os
 import platform
 import sys
 
-from dockyard.cli.flags import ArgumentParser
 from dockyard import API_VERSION, __version__
+from dockyard.cli.flags import ArgumentParser
 from dockyard.cli.output import human_size, print_formatted
 from dockyard.errors import NotFound
 
@@ -49,19 +49,24 @@ def _find(ctx, name: str, kind: str | None, size: bool = False):
     raise NotFound(f"No such object: {name}")
 
 
-def inspect(args, ctx) -> int:
+def inspect_each(names: list[str], find, fmt: str | None, ctx) -> int:
+    """Print what `find` returns for each name (JSON list or --format); report the missing ones; exit 1 if any."""
     from dockyard.cli.image_cmds import print_inspect
 
     found, status = [], 0
-    for name in args.names:
+    for name in names:
         try:
-            found.append(_find(ctx, name, args.type, args.size))
+            found.append(find(name))
         except NotFound as e:
             status = 1
             sys.stdout.flush()
             sys.stderr.write(f"Error: {e}\n")
-    print_inspect(found, args.format, ctx)
+    print_inspect(found, fmt, ctx)
     return status
+
+
+def inspect(args, ctx) -> int:
+    return inspect_each(args.names, lambda name: _find(ctx, name, args.type, args.size), args.format, ctx)
 
 
 def container_inspect_parser(p: ArgumentParser) -> None:
@@ -71,19 +76,10 @@ def container_inspect_parser(p: ArgumentParser) -> None:
 
 
 def container_inspect(args, ctx) -> int:
-    from dockyard.cli.image_cmds import print_inspect
     from dockyard.engine.container_views import inspect as inspect_container
 
-    found, status = [], 0
-    for name in args.names:
-        try:
-            found.append(inspect_container(ctx.engine, ctx.engine.containers.get(name), args.size))
-        except NotFound as e:
-            status = 1
-            sys.stdout.flush()
-            sys.stderr.write(f"Error: {e}\n")
-    print_inspect(found, args.format, ctx)
-    return status
+    return inspect_each(args.names, lambda name: inspect_container(ctx.engine, ctx.engine.containers.get(name),
+                                                                    args.size), args.format, ctx)
 
 
 def _info(ctx) -> dict:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from dockyard.engine.container_store import ContainerRecord, ContainerStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.fsutil import remove_tree
+from dockyard.procfs import is_alive
 from dockyard.timeutil import rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")
@@ -71,7 +75,7 @@ class ContainerService:
             return record
         if monitor_alive is None:
             monitor_alive = self.engine.monitor_alive()
-        if monitor_alive and _alive(state.get("Pid", 0)):
+        if monitor_alive and is_alive(state.get("Pid", 0)):
             return record
 
         def mark_dead(data: dict) -> None:
@@ -217,16 +221,6 @@ class ContainerService:
     def volume_users(self, volume_name: str) -> list[str]:
         return [r.id for r in self.records.all()
                 if any(m.get("Name") == volume_name for m in r.data.get("Mounts") or [])]
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
 
 
 def _familiar(name: str) -> str:

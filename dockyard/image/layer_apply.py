@@ -41,6 +41,8 @@ class ApplyOptions:
     overlay_whiteouts: bool = True  # False: the target holds the whole tree, whiteouts delete
     lowers: list[str] = field(default_factory=list)  # lower layer dirs, top first (overlay mode only)
     same_owner: bool = True  # chown entries as the tar says (needs root)
+    whiteouts: bool = True  # False: a plain tree (a build context), where `.wh.` names are ordinary files
+    special_files: bool = True  # False: device nodes and FIFOs are skipped (they have no place in a context)
 
 
 @dataclass
@@ -220,8 +222,10 @@ class _Applier:
                 self.dir_times.append(([], int(member.mtime * 1e9)))
             return
         name = parts[-1]
-        if name.startswith(WHITEOUT_PREFIX):
+        if name.startswith(WHITEOUT_PREFIX) and self.options.whiteouts:
             self._whiteout(parts)
+            return
+        if (member.ischr() or member.isblk() or member.isfifo()) and not self.options.special_files:
             return
         _check_ids(member)
         parent = self._parent_fd(parts)
@@ -292,13 +296,7 @@ class _Applier:
             else:
                 data = tar.extractfile(member)
                 assert data is not None
-                remaining = member.size
-                while remaining:
-                    chunk = data.read(min(COPY_CHUNK, remaining))
-                    if not chunk:
-                        raise tarfile.ReadError(f"unexpected end of data in {member.name!r}")
-                    _write_all(fd, chunk)
-                    remaining -= len(chunk)
+                _copy_stream(data, fd, member.size, member.name)
             self.result.size += member.size
             self._set_metadata(fd, None, member)
         finally:
@@ -312,13 +310,7 @@ class _Applier:
         for offset, length in member.sparse:
             data.seek(offset)
             os.lseek(fd, offset, os.SEEK_SET)
-            remaining = length
-            while remaining:
-                chunk = data.read(min(COPY_CHUNK, remaining))
-                if not chunk:
-                    raise tarfile.ReadError(f"unexpected end of data in sparse file {member.name!r}")
-                _write_all(fd, chunk)
-                remaining -= len(chunk)
+            _copy_stream(data, fd, length, member.name)
         os.ftruncate(fd, member.size)
 
     def _hardlink(self, parent: int, name: str, member: tarfile.TarInfo) -> None:
@@ -487,6 +479,17 @@ def _is_symlink(name: str, dir_fd: int) -> bool:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
+
+
+def _copy_stream(data, fd: int, length: int, name: str) -> None:
+    """Copy `length` bytes from a tar member's stream to fd, in bounded chunks."""
+    remaining = length
+    while remaining:
+        chunk = data.read(min(COPY_CHUNK, remaining))
+        if not chunk:
+            raise tarfile.ReadError(f"unexpected end of data in {name!r}")
+        _write_all(fd, chunk)
+        remaining -= len(chunk)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.procfs import start_time as process_start_time  # noqa: F401 - part of this module's interface
+from dockyard.procfs import state_letter as process_state_letter  # noqa: F401
 
 OCI_VERSION = "1.0.2"
 STATE_FILE = "state.json"
@@ -31,23 +32,26 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass
 class Record:
     """What the runtime remembers about a container between operations."""
 
-    id: str
-    bundle: str
-    pid: int
-    start_time: int  # field 22 of /proc/<pid>/stat, to detect pid reuse
-    created: str
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroups: dict[str, str] = field(default_factory=dict)  # hierarchy mount point -> absolute cgroup dir
-    created_cgroups: list[str] = field(default_factory=list)  # dirs we made, removed on delete (deepest first)
-    config: dict[str, Any] = field(default_factory=dict)  # the spec, for exec defaults
-    owns_pidns: bool = True
+    FIELDS = ("id", "bundle", "pid", "start_time", "created", "annotations", "cgroups", "created_cgroups", "config",
+              "owns_pidns")
+
+    def __init__(self, id: str, bundle: str, pid: int, start_time: int, created: str,
+                 annotations: dict[str, str] | None = None, cgroups: dict[str, str] | None = None,
+                 created_cgroups: list[str] | None = None, config: dict[str, Any] | None = None,
+                 owns_pidns: bool = True) -> None:
+        self.id, self.bundle, self.pid, self.created = id, bundle, pid, created
+        self.start_time = start_time  # field 22 of /proc/<pid>/stat, to detect pid reuse
+        self.annotations = annotations or {}
+        self.cgroups = cgroups or {}  # hierarchy mount point -> absolute cgroup dir
+        self.created_cgroups = created_cgroups or []  # dirs we made, removed on delete
+        self.config = config or {}  # the spec, for exec defaults and hooks
+        self.owns_pidns = owns_pidns
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def container_dir(state_root: str, container_id: str) -> str:
@@ -89,25 +93,7 @@ def make_container_dir(state_root: str, container_id: str) -> str:
     return path
 
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of pid in clock ticks since boot, or None when there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    return int(fields[19])
 
-
-def process_state_letter(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data[data.rindex(b")") + 2:].split()[0].decode()
 
 
 def is_alive(record: Record) -> bool:
@@ -118,11 +104,14 @@ def is_alive(record: Record) -> bool:
 
 
 def status(state_root: str, record: Record) -> str:
+    """created | running | paused (runc's extension, the freezer) | stopped."""
     if not is_alive(record):
         return "stopped"
     if os.path.exists(fifo_path(state_root, record.id)):
         return "created"
-    return "running"
+    from dockyard.runtime import cgroups
+
+    return "paused" if cgroups.is_frozen(record.cgroups) else "running"
 
 
 def oci_state(state_root: str, record: Record) -> dict[str, Any]:

@@ -17,20 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from dockyard.fsutil import remove_tree
+from dockyard.procfs import start_time as process_start_time
 from dockyard.store.blobs import BlobStore
 from dockyard.store.metadata import Database
 from dockyard.store.snapshots import Snapshotter, detect_driver
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time (clock ticks since boot) of a process, or None if it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = data[data.rfind(b")") + 2:].split()
-    return int(fields[19])
 
 
 def _own_start_time() -> int:

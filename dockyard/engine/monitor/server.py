@@ -466,7 +466,7 @@ class Monitor:
         record = self.engine.containers.get(request["id"])
         running = self.running.get(record.id)
         if running is None:
-            raise Conflict(f"You cannot attach to a stopped container, start it first")
+            raise Conflict("You cannot attach to a stopped container, start it first")
         self._attach(client, running, bool(request.get("stdin")))
         client.send(json.dumps({"ok": True, "tty": bool(record.data["Config"].get("Tty"))}).encode() + b"\n")
 

@@ -8,7 +8,6 @@ from dockyard import linux
 from dockyard.engine.container_spec import spec_for
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.engine.monitor.logs import JsonLogWriter, parse_size
-from dockyard.errors import DockyardError
 
 
 class Launched:
@@ -36,8 +35,11 @@ def mount_rootfs(engine, record: ContainerRecord) -> str:
     rootfs = os.path.join(bundle, "rootfs")
     os.makedirs(rootfs, exist_ok=True)
     if not linux.is_mountpoint(rootfs):
+        from dockyard.engine.rootfs_lock import rootfs_lock
+
         snapshots = engine.store.snapshots
-        snapshots.mount(snapshots.get(f"container/{record.id}"), rootfs)
+        with rootfs_lock(services.container_dir(record.id), record.id, wait=False):  # not while cp writes into it
+            snapshots.mount(snapshots.get(f"container/{record.id}"), rootfs)
     return rootfs
 
 
