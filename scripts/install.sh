@@ -17,6 +17,7 @@ APT_PACKAGES=(
   libseccomp2      # seccomp filters
   hyperfine        # benchmarks
   tini             # --init
+  nftables         # nft and libnftables: NAT and published ports
   zstd tar gzip ca-certificates
 )
 missing=()

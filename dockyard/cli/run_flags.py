@@ -72,6 +72,8 @@ def add_run_flags(p: ArgumentParser) -> None:
     a("--network-alias", action="append", default=[], help="Add network-scoped alias for the container")
     a("--ip", help="IPv4 address (e.g., 172.30.100.104)")
     a("--dns", action="append", default=[], help="Set custom DNS servers")
+    a("--dns-search", action="append", default=[], help="Set custom DNS search domains")
+    a("--dns-option", "--dns-opt", dest="dns_option", action="append", default=[], help="Set DNS options")
     a("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
     a("-p", "--publish", action="append", default=[], help="Publish a container's port(s) to the host")
     a("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
@@ -351,7 +353,8 @@ def create_body(args: Namespace) -> dict:
         "NetworkMode": args.network,
         "PortBindings": bindings,
         "PublishAllPorts": args.publish_all,
-        "Dns": args.dns, "ExtraHosts": args.add_host or None,
+        "Dns": args.dns, "DnsSearch": args.dns_search, "DnsOptions": args.dns_option,
+        "ExtraHosts": args.add_host or None,
         "LogConfig": {"Type": args.log_driver, "Config": log_config},
         "Runtime": args.runtime or "dockyard",
     }

@@ -220,6 +220,10 @@ class NetworkService:
 
     def endpoints_for_create(self, host: dict[str, Any], networking: dict[str, Any] | None) -> dict[str, Any]:
         """NetworkSettings.Networks of a new container (validated: unknown networks, --ip, aliases)."""
+        from dockyard.network.etc_files import extra_host
+
+        for entry in host.get("ExtraHosts") or []:
+            extra_host(entry, "host-gateway")  # the format only: the gateway is known at start
         mode = host.get("NetworkMode") or "default"
         if mode.startswith("container:"):
             if not mode.split(":", 1)[1]:

@@ -125,6 +125,7 @@ class NetworkRuntime(Resolver):
                 addresses.append((address, requested is not None))
             user_network = any(not live.record.is_default_bridge for live in lives)
             with self.ns.create(record.id) as netns_fd, Netlink() as inner:
+                disable_ipv6_on_new_links()
                 inner.set_up(1)
                 if user_network and self.dns is not None:
                     sandbox.dns = DnsServer.open_listener()
@@ -313,6 +314,16 @@ class NetworkRuntime(Resolver):
         except NotFound:
             configured = []
         return configured or etc_files.host_nameservers()
+
+
+def disable_ipv6_on_new_links() -> None:
+    """Inside a new namespace: no IPv6 on the interfaces made after this (our networks are IPv4 only), as
+    Docker does without --ipv6; loopback keeps ::1. /proc/sys/net is the calling thread's namespace's."""
+    try:
+        with open("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w") as f:
+            f.write("1")
+    except FileNotFoundError:
+        pass  # a kernel without IPv6
 
 
 def _requested_address(settings: dict[str, Any]) -> IPv4Address | None:
