@@ -20,8 +20,10 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_NEWROUTE, RTM_DELROUTE = 20, 24, 25
-IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
-IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO = 1, 3, 4, 10, 18
+IFLA_AF_SPEC, IFLA_NET_NS_FD = 26, 28
+IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 8, 1
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER, IFLA_BR_MCAST_SNOOPING = 1, 2, 1, 23
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RTN_UNICAST = 254, 3, 0, 253, 1
@@ -115,26 +117,27 @@ class Netlink:
         return _IFINFO.unpack_from(answers[0])[2] if answers else None
 
     def add_bridge(self, name: str, mac: str, mtu: int = 1500) -> int:
-        body = (ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(name) + attr(IFLA_ADDRESS, mac_bytes(mac))
+        """A bridge, up, without IPv6 (see up_without_ipv6) nor multicast snooping (with it on, the bridge
+        itself joins the all-snoopers groups and sends IGMP/MLD reports into every container)."""
+        body = (ifinfo() + name_attr(name) + attr(IFLA_ADDRESS, mac_bytes(mac))
                 + attr(IFLA_MTU, struct.pack("=I", mtu))
-                + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge")))
+                + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"bridge"),
+                         nested(IFLA_INFO_DATA, attr(IFLA_BR_MCAST_SNOOPING, b"\0"))))
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"create bridge {name}")
         index = self.link_index(name)
         assert index is not None
+        self.up_without_ipv6(name)
         return index
 
     def add_veth(self, host_name: str, master: int, peer_name: str, peer_netns_fd: int, peer_mac: str,
                  mtu: int = 1500) -> None:
-        """A veth pair whose host end is up on the bridge `master` and whose peer is made, up, in a namespace.
-
-        The peer cannot be set up in the same request (the kernel configures it before the pair is joined:
-        ENOTCONN); bring it up from inside its namespace.
-        """
+        """A veth pair whose host end is on the bridge `master` (down: see up_without_ipv6) and whose peer is
+        made in a namespace (down too: the kernel configures it before the pair is joined, so IFF_UP there
+        fails with ENOTCONN; bring it up from inside its namespace)."""
         peer = (ifinfo() + name_attr(peer_name) + attr(IFLA_ADDRESS, mac_bytes(peer_mac))
                 + attr(IFLA_MTU, struct.pack("=I", mtu))
                 + attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd)))
-        body = (ifinfo(flags=IFF_UP, change=IFF_UP) + name_attr(host_name)
-                + attr(IFLA_MTU, struct.pack("=I", mtu))
+        body = (ifinfo() + name_attr(host_name) + attr(IFLA_MTU, struct.pack("=I", mtu))
                 + attr(IFLA_MASTER, struct.pack("=I", master))
                 + nested(IFLA_LINKINFO, attr(IFLA_INFO_KIND, b"veth"),
                          nested(IFLA_INFO_DATA, nested(VETH_INFO_PEER, peer))))
@@ -142,6 +145,19 @@ class Netlink:
 
     def set_up(self, index: int) -> None:
         self.request(RTM_NEWLINK, 0, ifinfo(index, IFF_UP, IFF_UP), f"set link {index} up")
+
+    def up_without_ipv6(self, name: str) -> None:
+        """Bring a link up with no IPv6 address generation: bridges and host veth ends need no link-local
+        address, and without one they send nothing (no DAD, router or multicast listener messages) into the
+        containers. The mode can only be set on an existing link, and must be before it is up."""
+        mode = nested(IFLA_AF_SPEC, nested(socket.AF_INET6, attr(IFLA_INET6_ADDR_GEN_MODE,
+                                                                  bytes([IN6_ADDR_GEN_MODE_NONE]))))
+        try:
+            self.request(RTM_NEWLINK, 0, ifinfo() + name_attr(name) + mode, f"no IPv6 on {name}")
+        except NetlinkError as e:
+            if e.errno != errno.EAFNOSUPPORT:  # a kernel without IPv6
+                raise
+        self.request(RTM_NEWLINK, 0, ifinfo(0, IFF_UP, IFF_UP) + name_attr(name), f"set {name} up")
 
     def delete_link(self, name: str) -> bool:
         """Delete a link by name; False when there was none."""

@@ -72,6 +72,7 @@ def add_endpoint(nl: Netlink, inner: Netlink, netns_fd: int, sandbox: Sandbox, l
             if e.errno != errno.EEXIST or attempt == 3:
                 raise
     try:
+        nl.up_without_ipv6(endpoint.host_veth)
         index = inner.link_index(endpoint.interface)
         assert index is not None
         inner.set_up(index)
