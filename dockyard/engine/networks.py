@@ -303,7 +303,8 @@ class NetworkService:
         from dockyard.network.runtime import NetworkRuntime
 
         self.ensure_predefined()
-        self.runtime = NetworkRuntime(self.engine, self.records, selector, add_timer)
+        self.runtime = NetworkRuntime(self.engine.run_root, self.records,
+                                      self.engine.containers.records.update, selector, add_timer)
         self.runtime.sweep()
 
     def stop_in_monitor(self) -> None:
@@ -315,7 +316,8 @@ class NetworkService:
         if self.runtime is None:  # used outside a monitor (tools, tests): no DNS, nothing swept
             from dockyard.network.runtime import NetworkRuntime
 
-            self.runtime = NetworkRuntime(self.engine, self.records)
+            self.runtime = NetworkRuntime(self.engine.run_root, self.records,
+                                          self.engine.containers.records.update)
         return self.runtime
 
     def monitor_request(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,10 @@ Docker's model, driven from the monitor (the one process per root that starts ev
 engine/monitor): `engine/networks.py` is the service the rest of the engine sees; everything here is its
 kernel side, owned by one NetworkRuntime that lives in the monitor.
 
-- A bridge network is a Linux bridge (`dockyard0` for the default root's `bridge` network, `dy<hash>` for other
-  roots', `dy-<id>` for user networks) with the gateway address, an nftables table of its own and three ACCEPT
-  rules in iptables' FORWARD chain. It comes up with its first container and goes down with the network or
-  the monitor: no rule is added per container, and publishing a port adds an element to a map.
+- A bridge network is a Linux bridge (`dockyard0` for the default root's `bridge` network, `dy<hash>` for
+  other roots', `dy-<id>` for user networks) with the gateway address, an nftables table of its own and three
+  ACCEPT rules in iptables' FORWARD chain. It comes up with its first container and goes down with the network
+  or the monitor: no rule is added per container, and publishing a port adds an element to a map.
 - A container gets a network namespace the monitor makes and pins at <run root>/netns/<id>; the runtime joins
   it by path. Each endpoint is a veth pair made by one netlink request, its peer already in the namespace.
   Attach costs about 1.5 ms (2 with published ports), detach 0.2 ms: unpinning the namespace lets the kernel

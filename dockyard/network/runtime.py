@@ -18,7 +18,6 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
-from dockyard.engine.container_store import ContainerRecord
 from dockyard.errors import Conflict, NotFound
 from dockyard.network import bridge, etc_files, firewall, ports
 from dockyard.network.bridge import LiveNetwork
@@ -29,13 +28,19 @@ from dockyard.network.nft import Nft
 from dockyard.network.sandbox import Endpoint, Sandbox, add_endpoint
 from dockyard.network.store import NetworkRecord, NetworkStore
 
+# Containers as this package sees them (the engine's ContainerRecord has these; network/ does not import the
+# engine, which sits above it): .id, .name, and .data, Docker's inspect document.
+ContainerRecord = Any
+# How settings reach a container's record: (container id, a function that changes its data in place).
+UpdateContainer = Callable[[str, Callable[[dict], None]], None]
+
 
 class NetworkRuntime(Resolver):
-    def __init__(self, engine, store: NetworkStore, selector=None,
+    def __init__(self, run_root: str, store: NetworkStore, update_container: UpdateContainer, selector=None,
                  add_timer: Callable[[float, Callable[[], None]], Any] | None = None) -> None:
-        self.engine = engine
         self.store = store
-        self.ns = Namespaces(os.path.join(str(engine.run_root), "netns"))
+        self.update_container = update_container
+        self.ns = Namespaces(os.path.join(run_root, "netns"))
         self.live: dict[str, LiveNetwork] = {}
         self.sandboxes: dict[str, Sandbox] = {}
         self.dns = DnsServer(selector, self, add_timer) if selector is not None and add_timer else None
@@ -113,6 +118,7 @@ class NetworkRuntime(Resolver):
         lives = [self._up(net) for net, _ in wanted]
         primary = lives[0]
         sandbox = Sandbox(record.id, record.name, self.ns.path(record.id))
+        sandbox.dns_servers = [s for s in host.get("Dns") or [] if ":" not in s]
         made: list[tuple[LiveNetwork, IPv4Address]] = []
         try:
             if not primary.record.internal:
@@ -261,14 +267,14 @@ class NetworkRuntime(Resolver):
     def _record_settings(self, container_id: str, sandbox: Sandbox) -> None:
         def change(data: dict) -> None:
             data["NetworkSettings"] = settings_view(data, sandbox)
-        self.engine.containers.records.update(container_id, change)
+        self.update_container(container_id, change)
 
     def _clear_settings(self, container_id: str) -> None:
         def change(data: dict) -> None:
             settings = data.get("NetworkSettings") or {}
             data["NetworkSettings"] = stopped_view(settings)
         try:
-            self.engine.containers.records.update(container_id, change)
+            self.update_container(container_id, change)
         except NotFound:
             pass
 
@@ -308,12 +314,8 @@ class NetworkRuntime(Resolver):
         endpoints = self._user_endpoints(container_id)
         if endpoints and all(e.network.record.internal for e in endpoints):
             return []
-        try:
-            record = self.engine.containers.records.get(container_id)
-            configured = [s for s in record.data["HostConfig"].get("Dns") or [] if ":" not in s]
-        except NotFound:
-            configured = []
-        return configured or etc_files.host_nameservers()
+        sandbox = self.sandboxes.get(container_id)
+        return (sandbox.dns_servers if sandbox else []) or etc_files.host_nameservers()
 
 
 def disable_ipv6_on_new_links() -> None:

@@ -37,7 +37,8 @@ class Sandbox:
     path: str
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by network id, in attach order
     bindings: list[Binding] = field(default_factory=list)
-    dns: socket.socket | None = None
+    dns: socket.socket | None = None               # its embedded DNS server's listener
+    dns_servers: list[str] = field(default_factory=list)  # --dns: where that server relays (else the host's)
 
     @property
     def primary(self) -> Endpoint | None:
