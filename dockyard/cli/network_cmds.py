@@ -177,7 +177,12 @@ def prune(args, ctx) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
     labels = filters.get("label", []) + ["!" + v for v in filters.get("label!", [])]
-    removed = ctx.engine.networks.prune(labels)
+    until = None
+    if "until" in filters:
+        from dockyard.cli.duration import parse_time
+
+        until = parse_time(filters["until"][-1])
+    removed = ctx.engine.networks.prune(labels, until)
     if removed:
         ctx.stdout.write("Deleted Networks:\n" + "".join(name + "\n" for name in removed))
     return 0

@@ -199,10 +199,13 @@ class NetworkService:
                 bridge.tear_down(nl, nft, record.interface)
         nft.close()
 
-    def prune(self, labels: list[str] | None = None) -> list[str]:
+    def prune(self, labels: list[str] | None = None, until: float | None = None) -> list[str]:
+        """Remove user networks no running container uses (and made before `until`); their names."""
         removed = []
         for record in self.all():
             if record.name in PREDEFINED or not _labels_match(record, labels or []):
+                continue
+            if until is not None and record.created >= until:
                 continue
             if self._attached_running(record):
                 continue
@@ -304,8 +307,12 @@ class NetworkService:
 
         self.ensure_predefined()
         self.runtime = NetworkRuntime(self.engine.run_root, self.records,
-                                      self.engine.containers.records.update, selector, add_timer)
+                                      self.engine.containers.records.update, selector, add_timer,
+                                      current_names=self._container_names)
         self.runtime.sweep()
+
+    def _container_names(self) -> dict[str, str]:
+        return {row["id"]: row["name"] for row in self.engine.db.query("SELECT id, name FROM containers")}
 
     def stop_in_monitor(self) -> None:
         if self.runtime is not None:
@@ -356,7 +363,7 @@ class NetworkService:
             other = self.engine.containers.get(mode.split(":", 1)[1])
             if not other.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
-            self._live().attach(record)
+            self._live().attach(record, shares_with=other)
             return f"/proc/{other.state['Pid']}/ns/net"
         return self._live().attach(record)
 

@@ -33,13 +33,19 @@ from dockyard.network.store import NetworkRecord, NetworkStore
 ContainerRecord = Any
 # How settings reach a container's record: (container id, a function that changes its data in place).
 UpdateContainer = Callable[[str, Callable[[dict], None]], None]
+# The current names of containers, by id (a rename does not go through the monitor).
+CurrentNames = Callable[[], dict[str, str]]
+NAMES_REFRESH = 1.0  # seconds between re-reads of the names on a DNS miss
 
 
 class NetworkRuntime(Resolver):
     def __init__(self, run_root: str, store: NetworkStore, update_container: UpdateContainer, selector=None,
-                 add_timer: Callable[[float, Callable[[], None]], Any] | None = None) -> None:
+                 add_timer: Callable[[float, Callable[[], None]], Any] | None = None,
+                 current_names: CurrentNames | None = None) -> None:
         self.store = store
         self.update_container = update_container
+        self.current_names = current_names
+        self.names_read = 0.0
         self.ns = Namespaces(os.path.join(run_root, "netns"))
         self.live: dict[str, LiveNetwork] = {}
         self.sandboxes: dict[str, Sandbox] = {}
@@ -102,10 +108,20 @@ class NetworkRuntime(Resolver):
 
     # --- containers -----------------------------------------------------------------------------------------
 
-    def attach(self, record: ContainerRecord) -> str | None:
+    def attach(self, record: ContainerRecord, shares_with: ContainerRecord | None = None) -> str | None:
+        """Make the container's namespace and endpoints; the namespace's path (None: the runtime makes an
+        empty one, or, for host or container: modes, joins another). `shares_with`: the container whose
+        namespace a container: mode container joins (it sees that one's /etc/hosts and resolv.conf, as
+        in Docker)."""
         data = record.data
         host, config = data["HostConfig"], data["Config"]
         mode = host.get("NetworkMode") or "default"
+        if shares_with is not None:
+            for key in ("HostsPath", "ResolvConfPath"):
+                if data.get(key) and shares_with.data.get(key):
+                    with open(shares_with.data[key]) as f:
+                        etc_files.write(data[key], f.read())
+            return None
         if mode == "host" or mode.startswith("container:"):
             self._write_etc(record, None, host_network=mode == "host")
             return None
@@ -287,6 +303,27 @@ class NetworkRuntime(Resolver):
         return [e for e in sandbox.endpoints.values() if not e.network.record.is_default_bridge]
 
     def lookup(self, container_id: str, name: str) -> list[str] | None:
+        found = self._lookup(container_id, name)
+        if found is None and self._refresh_names():
+            found = self._lookup(container_id, name)  # a container renamed since it started
+        return found
+
+    def _refresh_names(self) -> bool:
+        import time
+
+        now = time.monotonic()
+        if self.current_names is None or now - self.names_read < NAMES_REFRESH:
+            return False
+        self.names_read = now
+        names = self.current_names()
+        changed = False
+        for sandbox in self.sandboxes.values():
+            if names.get(sandbox.container_id, sandbox.name) != sandbox.name:
+                sandbox.name = names[sandbox.container_id]
+                changed = True
+        return changed
+
+    def _lookup(self, container_id: str, name: str) -> list[str] | None:
         found: list[str] = []
         for mine in self._user_endpoints(container_id):
             network = mine.network.record

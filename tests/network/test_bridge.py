@@ -61,6 +61,8 @@ def test_none_host_and_container_modes(dy, busybox):
     shared = dy.out("run", "--rm", "--network", "container:owner", "busybox", "ip", "-4", "-o", "addr",
                     "show", "eth0").split()[3]
     assert mine == shared
+    hosts = dy.out("run", "--rm", "--network", "container:owner", "busybox", "cat", "/etc/hosts")
+    assert mine.split("/")[0] in hosts  # the other container's /etc/hosts, as in Docker
     bad = dy("run", "--rm", "--network", "container:owner", "-p", "80", "busybox", "true", check=False)
     assert bad.returncode == 125 and b"conflicting options" in bad.stderr
 
