@@ -1,11 +1,11 @@
 """The embedded DNS server of user-defined networks: containers find each other by name and alias.
 
-Docker's design, in our monitor: every container on a user network gets a UDP socket bound to 127.0.0.11:53
-*inside its own network namespace* (the monitor enters the namespace to create it, and the socket stays
-there), and its resolv.conf says `nameserver 127.0.0.11`. All those sockets are served by the monitor's one
-event loop, so the server costs a socket per container rather than a process. Docker binds a random port
-and DNATs 53 to it with iptables inside every namespace; binding 53 directly saves that per-container rule
-set (the container can still run its own resolver on any other address).
+Docker's design, in our monitor: every container on a user network gets UDP and TCP sockets bound to
+127.0.0.11:53 *inside its own network namespace* (the monitor enters the namespace to create them, and they
+stay there), and its resolv.conf says `nameserver 127.0.0.11`. All those sockets are served by the monitor's
+one event loop, so the server costs two sockets per container rather than a process. Docker binds a random
+port and DNATs 53 to it with iptables inside every namespace; binding 53 directly saves that per-container
+rule set (the container can still run its own resolver on any other address).
 
 Names of endpoints on a network the asking container shares are answered here (A, and PTR for their
 addresses); everything else is relayed, unchanged but for its id, to the host's resolvers (or the
@@ -29,6 +29,8 @@ RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_REFUSED = 2, 3, 5
 TTL = 600
 FORWARD_TIMEOUT = 4.0
 MAX_PENDING = 4096
+MAX_TCP_CONNECTIONS = 16  # per container; the least recently active goes first
+TCP_IDLE = 10.0
 _HEADER = struct.Struct("!HHHHHH")
 
 
@@ -114,11 +116,32 @@ class Resolver:
 
 @dataclass
 class _Pending:
-    listener: socket.socket
-    client: tuple[str, int]
+    reply: Callable[[bytes], None]
     original_id: int
     deadline: float
     servers: tuple[str, ...]  # only their answers are relayed back (a spoofed reply needs their address)
+    owner: str                # the container that asked
+
+
+class Listening:
+    """The sockets of one container's server: UDP, and TCP for the answers too large for UDP."""
+
+    def __init__(self, udp: socket.socket, tcp: socket.socket) -> None:
+        self.udp, self.tcp = udp, tcp
+        self.connections: dict[socket.socket, _TcpConnection] = {}
+
+    def close(self) -> None:
+        for sock in [self.udp, self.tcp, *self.connections]:
+            sock.close()
+        self.connections.clear()
+
+
+class _TcpConnection:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.last_active = time.monotonic()
 
 
 class DnsServer:
@@ -129,7 +152,7 @@ class DnsServer:
         self.selector = selector
         self.resolver = resolver
         self.add_timer = add_timer
-        self.listeners: dict[str, socket.socket] = {}
+        self.listeners: dict[str, Listening] = {}
         self.upstream: socket.socket | None = None
         self.pending: dict[int, _Pending] = {}
         self.sweeping = False
@@ -137,85 +160,172 @@ class DnsServer:
     # --- listeners ------------------------------------------------------------------------------------------
 
     @staticmethod
-    def open_listener() -> socket.socket:
-        """Call inside the container's namespace (loopback up): the socket stays bound there."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        sock.bind((DNS_ADDRESS, 53))
-        return sock
+    def open_listener() -> Listening:
+        """Call inside the container's namespace (loopback up): the sockets stay bound there."""
+        flags = socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | flags)
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM | flags)
+        try:
+            udp.bind((DNS_ADDRESS, 53))
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.bind((DNS_ADDRESS, 53))
+            tcp.listen(16)
+        except BaseException:
+            udp.close()
+            tcp.close()
+            raise
+        return Listening(udp, tcp)
 
-    def serve(self, container_id: str, sock: socket.socket) -> None:
-        self.close(container_id)
-        self.listeners[container_id] = sock
+    def serve(self, container_id: str, listening: Listening) -> None:
         import selectors
 
-        self.selector.register(sock, selectors.EVENT_READ, lambda s, mask: self._query(container_id, s))
+        self.close(container_id)
+        self.listeners[container_id] = listening
+        self.selector.register(listening.udp, selectors.EVENT_READ,
+                               lambda s, mask: self._datagrams(container_id, s))
+        self.selector.register(listening.tcp, selectors.EVENT_READ,
+                               lambda s, mask: self._accept(container_id, listening))
 
     def close(self, container_id: str) -> None:
-        sock = self.listeners.pop(container_id, None)
-        if sock is None:
+        listening = self.listeners.pop(container_id, None)
+        if listening is None:
             return
-        try:
-            self.selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
-        sock.close()
-        for qid in [k for k, p in self.pending.items() if p.listener is sock]:
+        for sock in [listening.udp, listening.tcp, *listening.connections]:
+            self._unregister(sock)
+        listening.close()
+        for qid in [k for k, p in self.pending.items() if p.owner == container_id]:
             del self.pending[qid]
 
     def close_all(self) -> None:
         for container_id in list(self.listeners):
             self.close(container_id)
         if self.upstream is not None:
-            try:
-                self.selector.unregister(self.upstream)
-            except (KeyError, ValueError):
-                pass
+            self._unregister(self.upstream)
             self.upstream.close()
             self.upstream = None
 
-    # --- queries --------------------------------------------------------------------------------------------
+    def _unregister(self, sock: socket.socket) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
 
-    def _query(self, container_id: str, sock: socket.socket) -> None:
+    # --- UDP ------------------------------------------------------------------------------------------------
+
+    def _datagrams(self, container_id: str, sock: socket.socket) -> None:
         for _ in range(64):  # drain what is there, a bounded amount per event
             try:
                 data, client = sock.recvfrom(4096)
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # BlockingIOError: drained
                 return
-            except OSError:
-                return
-            try:
-                self._answer(container_id, sock, data, client)
-            except Malformed:
-                continue
+            self._answer(container_id, data, lambda answer, c=client: _send(sock, answer, c))
 
-    def _answer(self, container_id: str, sock: socket.socket, data: bytes, client) -> None:
-        q = parse_query(data)
+    # --- TCP: two-byte length, then the message; several per connection ------------------------------------
+
+    def _accept(self, container_id: str, listening: Listening) -> None:
+        import selectors
+
+        try:
+            sock, _ = listening.tcp.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        if len(listening.connections) >= MAX_TCP_CONNECTIONS:
+            oldest = min(listening.connections.values(), key=lambda c: c.last_active)
+            self._drop(listening, oldest)
+        connection = _TcpConnection(sock)
+        listening.connections[sock] = connection
+        self.selector.register(sock, selectors.EVENT_READ,
+                               lambda s, mask: self._tcp_event(container_id, listening, connection, mask))
+        self._schedule_sweep()
+
+    def _tcp_event(self, container_id: str, listening: Listening, connection: _TcpConnection,
+                   mask: int) -> None:
+        import selectors
+
+        if mask & selectors.EVENT_WRITE:
+            self._flush(listening, connection)
+        if not mask & selectors.EVENT_READ or connection.sock not in listening.connections:
+            return
+        try:
+            data = connection.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(listening, connection)
+            return
+        connection.last_active = time.monotonic()
+        connection.inbuf += data
+        while len(connection.inbuf) >= 2:
+            length = struct.unpack_from("!H", connection.inbuf)[0]
+            if len(connection.inbuf) < 2 + length:
+                break
+            message = bytes(connection.inbuf[2:2 + length])
+            del connection.inbuf[:2 + length]
+            self._answer(container_id, message,
+                         lambda answer: self._tcp_send(listening, connection, answer))
+
+    def _tcp_send(self, listening: Listening, connection: _TcpConnection, answer: bytes) -> None:
+        if connection.sock not in listening.connections:
+            return
+        connection.outbuf += struct.pack("!H", len(answer)) + answer
+        self._flush(listening, connection)
+
+    def _flush(self, listening: Listening, connection: _TcpConnection) -> None:
+        import selectors
+
+        try:
+            while connection.outbuf:
+                del connection.outbuf[:connection.sock.send(connection.outbuf)]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop(listening, connection)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if connection.outbuf else 0)
+        self.selector.modify(connection.sock, events, self.selector.get_key(connection.sock).data)
+
+    def _drop(self, listening: Listening, connection: _TcpConnection) -> None:
+        if listening.connections.pop(connection.sock, None) is not None:
+            self._unregister(connection.sock)
+            connection.sock.close()
+
+    # --- answers and the relay ------------------------------------------------------------------------------
+
+    def _answer(self, container_id: str, data: bytes, reply: Callable[[bytes], None]) -> None:
+        try:
+            q = parse_query(data)
+        except Malformed:
+            return
         if q.qclass == CLASS_IN and q.qtype in (TYPE_A, TYPE_AAAA) and q.name:
             addresses = self.resolver.lookup(container_id, q.name)
             if addresses is not None:
                 # Known name: its IPv4 addresses; no IPv6 ones (an empty answer, not an error).
-                _send(sock, response(q, addresses=addresses if q.qtype == TYPE_A else []), client)
+                reply(response(q, addresses=addresses if q.qtype == TYPE_A else []))
                 return
         if q.qclass == CLASS_IN and q.qtype == TYPE_PTR and q.name.endswith(".in-addr.arpa"):
             parts = q.name[: -len(".in-addr.arpa")].split(".")
             if len(parts) == 4:
                 name = self.resolver.reverse(container_id, ".".join(reversed(parts)))
                 if name is not None:
-                    _send(sock, response(q, ptr=name), client)
+                    reply(response(q, ptr=name))
                     return
-        self._relay(container_id, sock, data, q, client)
+        self._relay(container_id, data, q, reply)
 
-    def _relay(self, container_id: str, sock: socket.socket, data: bytes, q: Question, client) -> None:
+    def _relay(self, container_id: str, data: bytes, q: Question, reply: Callable[[bytes], None]) -> None:
         upstreams = self.resolver.upstreams(container_id)
         if not upstreams or len(self.pending) >= MAX_PENDING:
-            _send(sock, response(q, rcode=RCODE_SERVFAIL if upstreams else RCODE_REFUSED), client)
+            reply(response(q, rcode=RCODE_SERVFAIL if upstreams else RCODE_REFUSED))
             return
         relay = self._upstream_socket()
         new_id = int.from_bytes(os.urandom(2), "big")
         while new_id in self.pending:
             new_id = int.from_bytes(os.urandom(2), "big")
         servers = tuple(upstreams[:3])
-        self.pending[new_id] = _Pending(sock, client, q.id, time.monotonic() + FORWARD_TIMEOUT, servers)
+        deadline = time.monotonic() + FORWARD_TIMEOUT
+        self.pending[new_id] = _Pending(reply, q.id, deadline, servers, container_id)
         message = struct.pack("!H", new_id) + data[2:]
         for server in servers:
             try:
@@ -239,9 +349,7 @@ class DnsServer:
         for _ in range(64):
             try:
                 data, source = relay.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # BlockingIOError: drained
                 return
             if len(data) < 2:
                 continue
@@ -250,7 +358,7 @@ class DnsServer:
             if pending is None or source[0] not in pending.servers:
                 continue  # late, a second server's answer to a query already answered, or not from a server
             del self.pending[qid]
-            _send(pending.listener, struct.pack("!H", pending.original_id) + data[2:], pending.client)
+            pending.reply(struct.pack("!H", pending.original_id) + data[2:])
 
     def _schedule_sweep(self) -> None:
         if self.sweeping:
@@ -262,7 +370,13 @@ class DnsServer:
             now = time.monotonic()
             for qid in [k for k, p in self.pending.items() if p.deadline <= now]:
                 del self.pending[qid]  # the client retries on its own; nothing to tell it
-            if self.pending:
+            idle = False
+            for listening in self.listeners.values():
+                for connection in list(listening.connections.values()):
+                    if now - connection.last_active > TCP_IDLE:
+                        self._drop(listening, connection)
+                idle = idle or bool(listening.connections)
+            if self.pending or idle:
                 self._schedule_sweep()
         self.add_timer(1.0, sweep)
 

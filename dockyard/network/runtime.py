@@ -192,7 +192,7 @@ class NetworkRuntime(Resolver):
         if self.dns is not None:
             self.dns.close(sandbox.container_id)
         if sandbox.dns is not None:
-            sandbox.dns.close()
+            sandbox.dns.close()  # (when it was never served)
         for endpoint in sandbox.endpoints.values():
             endpoint.network.allocator.release(endpoint.address)
         self.ns.remove(sandbox.container_id)

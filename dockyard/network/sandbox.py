@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from dockyard.network.bridge import LiveNetwork, mac_for
+from dockyard.network.dns import Listening
 from dockyard.network.netlink import Netlink, NetlinkError
 from dockyard.network.ports import Binding
 
@@ -37,7 +37,7 @@ class Sandbox:
     path: str
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # by network id, in attach order
     bindings: list[Binding] = field(default_factory=list)
-    dns: socket.socket | None = None               # its embedded DNS server's listener
+    dns: Listening | None = None                   # its embedded DNS server's sockets
     dns_servers: list[str] = field(default_factory=list)  # --dns: where that server relays (else the host's)
 
     @property

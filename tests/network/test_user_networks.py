@@ -4,8 +4,24 @@ isolation."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from tests.network.helpers import bridge_of, inspect, links, random_subnet, wait_for
+
+
+TCP_QUERY = """
+import socket, struct, sys
+from dockyard.network.dns import encode_name
+s = socket.create_connection(("127.0.0.11", 53), timeout=5)
+for i, name in enumerate(sys.argv[1:]):
+    q = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + encode_name(name) + struct.pack("!HH", 1, 1)
+    s.sendall(struct.pack("!H", len(q)) + q)
+for _ in sys.argv[1:]:
+    size = struct.unpack("!H", s.recv(2, socket.MSG_WAITALL))[0]
+    answer = s.recv(size, socket.MSG_WAITALL)
+    print(socket.inet_ntoa(answer[-4:]))
+"""
 
 
 def resolve(dy, container: str, name: str) -> str:
@@ -86,6 +102,11 @@ def test_names_and_aliases_resolve_on_user_networks(dy, busybox):
     assert "NXDOMAIN" in missing or "can't find" in missing
     # Names outside the network go to the host's resolvers.
     assert "Address" in resolve(dy, "client", "deb.debian.org")
+    # Over TCP too (what a resolver falls back to for long answers), several queries on one connection.
+    sandbox = inspect(dy, "client")["NetworkSettings"]["SandboxKey"]
+    tcp = subprocess.run(["nsenter", f"--net={sandbox}", sys.executable, "-c", TCP_QUERY, "db", "database"],
+                         capture_output=True, text=True, check=False)
+    assert tcp.stdout.split() == [address, address], tcp.stderr
     # A rename reaches the DNS server (renames do not go through the monitor: it re-reads names on a miss).
     dy("rename", "db", "db2")
     assert address in wait_for(lambda: resolve(dy, "client", "db2"), timeout=10)
