@@ -168,7 +168,12 @@ class NetworkService:
         return [c for c in self.engine.containers.records.all() if _settings_on(c, record) is not None]
 
     def active_endpoints(self, record: NetworkRecord) -> list[ContainerRecord]:
-        return [c for c in self._attached(record) if c.running or c.state.get("Restarting")]
+        """Containers running on the network (outside the monitor, a record saying running is checked: its
+        monitor may have died)."""
+        attached = self._attached(record)
+        if self.runtime is None:
+            attached = [self.engine.containers.refresh(c) for c in attached]
+        return [c for c in attached if c.running or c.state.get("Restarting")]
 
     def remove(self, name_or_id: str) -> NetworkRecord:
         record = self.get(name_or_id)
