@@ -40,14 +40,15 @@ def available(name: str) -> bool:
 
 
 def stop_idle_monitor() -> None:
-    """Ask the default root's monitor to exit (it only has idle benchmark leftovers, if anything)."""
+    """Ask the default root's monitor to exit, when it has no running container (it exits; nothing is lost)."""
     import socket
 
     from dockyard.config import DEFAULT_ROOT, run_root
     from dockyard.engine.monitor.endpoint import socket_path
 
-    subprocess.run(["dockyard", "rm", "-f", *subprocess.run(["dockyard", "ps", "-aq"], capture_output=True,
-                                                             text=True).stdout.split()], capture_output=True)
+    if subprocess.run(["dockyard", "ps", "-q"], capture_output=True, text=True).stdout.strip():
+        print("note: containers are running in the default root; the monitor stays and S7 will not count it")
+        return
     try:
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(socket_path(run_root(os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT)))
