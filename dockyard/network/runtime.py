@@ -25,7 +25,7 @@ from dockyard.network.dns import DnsServer, Resolver
 from dockyard.network.netlink import Netlink
 from dockyard.network.netns import Namespaces
 from dockyard.network.nft import Nft
-from dockyard.network.sandbox import Endpoint, Sandbox, add_endpoint
+from dockyard.network.sandbox import Endpoint, Sandbox, add_endpoint, wait_carrier
 from dockyard.network.store import NetworkRecord, NetworkStore
 
 # Containers as this package sees them (the engine's ContainerRecord has these; network/ does not import the
@@ -155,6 +155,8 @@ class NetworkRuntime(Resolver):
                     add_endpoint(self.nl, inner, netns_fd, sandbox, live, address,
                                  list(settings.get("Aliases") or []),
                                  default_route=live is primary and not live.record.internal, static=static)
+            for endpoint in sandbox.endpoints.values():  # (in the host's namespace again: its /sys)
+                wait_carrier(endpoint)
             if sandbox.bindings:
                 firewall.add_ports(self.nft, primary.bridge,
                                    [b.mapping(str(sandbox.primary.address)) for b in sandbox.bindings])
@@ -218,6 +220,7 @@ class NetworkRuntime(Resolver):
         except BaseException:
             live.allocator.release(address)
             raise
+        wait_carrier(sandbox.endpoints[network.id])
         self._record_settings(record.id, sandbox)
 
     def disconnect(self, record: ContainerRecord, network: NetworkRecord) -> None:

@@ -85,3 +85,28 @@ def add_endpoint(nl: Netlink, inner: Netlink, netns_fd: int, sandbox: Sandbox, l
         raise
     sandbox.endpoints[live.record.id] = endpoint
     return endpoint
+
+
+def wait_carrier(endpoint: Endpoint, timeout: float = 0.5) -> None:
+    """Wait until the kernel has taken in the host end's carrier (its operstate is "up").
+
+    The host end is brought up before its peer, so it opens without carrier and the kernel defers starting
+    its transmit queue until its link watcher sees the carrier come on, asynchronously. Meanwhile the bridge
+    may already forward to the port (it takes the fresh link's "unknown" state for up) and every frame sent
+    to the container is dropped: if that was the ARP request of the container's first connection, ARP and
+    TCP retry only after a second (seen on a busy machine, one start in twenty). Usually no wait at all.
+    """
+    import time
+
+    path = f"/sys/class/net/{endpoint.host_veth}/operstate"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(path) as f:
+                if f.read().strip() == "up":
+                    return
+        except FileNotFoundError:
+            return
+        if time.monotonic() > deadline:
+            return  # let the container start; the kernel will catch up
+        time.sleep(0.0002)
