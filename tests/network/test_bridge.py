@@ -206,8 +206,8 @@ def test_first_connection_never_waits_for_a_retransmit(dy, busybox):
             # Polled while `run` works, as a client would (and the S2 benchmark does): the first attempts
             # land as soon as the port is published, before the server runs.
             run = subprocess.Popen([sys.executable, "-m", "dockyard", "--root", str(dy.root), "run", "-d",
-                                    "--name", "quick", "-p", f"{port}:80", "busybox", "httpd", "-f", "-p", "80"],
-                                   stdout=subprocess.DEVNULL)
+                                    "--name", "quick", "-p", f"{port}:80", "busybox", "httpd", "-f", "-p",
+                                    "80"], stdout=subprocess.DEVNULL)
             wait_for(lambda: http_ready("127.0.0.1", port), timeout=10, interval=0.005)
             took = time.monotonic() - started
             assert run.wait() == 0

@@ -9,7 +9,6 @@ import sys
 
 from tests.network.helpers import bridge_of, inspect, links, random_subnet, wait_for
 
-
 TCP_QUERY = """
 import socket, struct, sys
 from dockyard.network.dns import encode_name
