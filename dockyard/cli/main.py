@@ -67,10 +67,15 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("image", "load"): ("image_cmds", "load", "Load an image from a tar archive or STDIN"),
     ("image", "prune"): ("image_cmds", "prune", "Remove unused images"),
     ("image", "bootstrap"): ("image_cmds", "bootstrap", "Make a base image from a template (busybox, debian)"),
+    ("build",): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("image", "build"): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("builder", "build"): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("builder", "prune"): ("build_cmds", "builder_prune", "Remove build cache"),
     ("system", "info"): ("system_cmds", "info", "Display system-wide information"),
     ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
 }
 GROUPS = {
+    "builder": "Manage builds",
     "container": "Manage containers",
     "image": "Manage images",
     "system": "Manage Docker",
