@@ -1,6 +1,6 @@
 """Instructions that only change the image config (ENV, LABEL, CMD, EXPOSE...), and history's words for them.
 
-History `created_by` follows BuildKit's forms (`ENV A=1 B=2`, `CMD ["x"]`, `EXPOSE [80/tcp]`, and
+History `created_by` follows BuildKit's forms (`ENV A=1 B=2`, `CMD ["x"]`, `EXPOSE map[80/tcp:{}]`, and
 `RUN /bin/sh -c ... # buildkit` / `COPY src dst # buildkit` for the steps that make a layer), so tools that
 read Docker's history see what they expect.
 """
@@ -65,7 +65,7 @@ def apply_config_step(state: ImageState, step: Step, variables: StageVariables) 
         ports = dict(cfg.get("ExposedPorts") or {})
         ports.update({p: {} for p in ins.ports})
         cfg["ExposedPorts"] = ports
-        created_by = "EXPOSE " + go_list(ins.ports)
+        created_by = "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in sorted(ins.ports)) + "]"  # Go's %v of a map
     elif isinstance(ins, Volume):
         volumes = dict(cfg.get("Volumes") or {})
         volumes.update({p: {} for p in ins.paths})

@@ -15,6 +15,7 @@ collection removes what no cache record or image holds. Mounts live in the build
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,10 +31,11 @@ from dockyard.build.plan import BuildPlan, SourceRef, plan_build
 from dockyard.build.progress import Progress
 from dockyard.build.run_mounts import Secret
 from dockyard.build.sandbox import Sandbox, recover
+from dockyard.build.run_step import RunFailed
 from dockyard.build.steps import StageCursor, StepRunner, StepSettings
 from dockyard.build.tree import SourceTree
 from dockyard.build.variables import Platform, StageVariables
-from dockyard.errors import InvalidArgument, NotFound
+from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.timeutil import rfc3339
 
@@ -220,9 +222,17 @@ class Builder:
             self.steps.cursor.number = number
             self.progress.step(number, total, ins.original)
             where = ins.location
-            with at_instruction(where.path, where.line, where.end_line):
-                step = evaluate(ins, variables, escape=escape)
-                self._execute(index, state, variables, step, ins)
+            try:
+                with at_instruction(where.path, where.line, where.end_line):
+                    step = evaluate(ins, variables, escape=escape)
+                    self._execute(index, state, variables, step, ins)
+            except (DockerfileError, RunFailed):
+                raise
+            except DockyardError as e:  # e.g. an unknown --chown user: say which instruction
+                located = copy.copy(e)
+                located.message = f"{where}: {e.message}"
+                located.args = (located.message,)
+                raise located from None
         self.results[index] = StageResult(state, variables)
         return number
 

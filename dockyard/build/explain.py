@@ -43,14 +43,16 @@ def _input_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if key == "args":
             reasons += _mapping_changes("build arg", before or {}, after or {})
         elif key == "env":
-            reasons += _mapping_changes("environment variable", _env_map(before), _env_map(after))
+            args = set(old.get("args") or {}) | set(new.get("args") or {})  # reported as build args
+            reasons += _mapping_changes("environment variable", _env_map(before, args), _env_map(after, args))
         else:
             reasons.append(f"{key} changed: {_short(before)} -> {_short(after)}")
     return reasons
 
 
-def _env_map(entries: Any) -> dict[str, str]:
-    return dict(e.partition("=")[::2] for e in entries or [])
+def _env_map(entries: Any, leave_out: set[str]) -> dict[str, str]:
+    pairs = (e.partition("=")[::2] for e in entries or [])
+    return {k: v for k, v in pairs if k not in leave_out}
 
 
 def _mapping_changes(what: str, before: dict[str, str], after: dict[str, str]) -> list[str]:

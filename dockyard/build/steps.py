@@ -184,14 +184,15 @@ class StepRunner:
             inline = self._inline_files(process.files)
             env_key = [e for e in step.env
                        if e.partition("=")[0] not in PROXY_ARGS or variables.get(e.partition("=")[0]) is not None]
-            inputs = {"op": "run", "argv": list(process.argv), "env": env_key, "user": user, "workdir": workdir,
+            inputs = {"op": "run", "argv": list(process.argv), "env": env_key, "args": variables.arg_values(),
+                      "user": user, "workdir": workdir,
                       "network": network,
                       "mounts": mounts.key + [{"file": f.path, "sha256": hashlib.sha256(f.data.encode()).hexdigest()}
                                               for f in process.files]}
-            spec = RunSpec(list(process.argv), [*step.env, *mounts.env], user, workdir, run_network(network),
-                           mounts.oci + inline)
 
             def make(work: WorkTree) -> None:
+                spec = RunSpec(list(process.argv), [*step.env, *mounts.env], user, workdir,
+                               run_network(network, self.sandbox), mounts.oci + inline)
                 self._run_in(work, spec)
 
             self.layer_step(state, instruction=ins.original, inputs=inputs, make=make,

@@ -125,11 +125,15 @@ class Database:
         self._migrate()
 
     def _migrate(self) -> None:
-        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        # A newer dockyard's database (a higher version) is left alone: never downgrade the version, or the
+        # newer code would run its migrations again.
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return
         self.conn.execute("PRAGMA journal_mode = WAL")
         with self.write():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
             for script in MIGRATIONS[version:]:
                 for statement in _statements(script):
                     self.conn.execute(statement)
