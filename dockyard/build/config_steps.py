@@ -16,7 +16,6 @@ from dockyard.build.commandline import config_command
 from dockyard.build.evaluate import Step
 from dockyard.build.instructions import (
     Add,
-    Arg,
     Cmd,
     Copy,
     Entrypoint,
@@ -137,10 +136,3 @@ def transfer_created_by(ins: Copy | Add) -> str:
     words += [*ins.sources, *(f"<<{s.name}" for s in ins.inline), ins.dest]
     return " ".join(words) + " # buildkit"
 
-
-def is_config_only(ins: Instruction) -> bool:
-    return not isinstance(ins, (Arg,)) and type(ins).__name__ in _CONFIG_ONLY
-
-
-_CONFIG_ONLY = frozenset({"Env", "Label", "Maintainer", "Expose", "Volume", "User", "StopSignal", "Shell", "Cmd",
-                          "Entrypoint", "Healthcheck", "Onbuild"})

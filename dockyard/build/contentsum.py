@@ -7,6 +7,7 @@ by its path in the source tree, so that a later cache miss can name the file tha
 from __future__ import annotations
 
 import hashlib
+
 from dockyard.build.hashing import DigestCache, entry_record
 from dockyard.build.sources import CopyPlan
 from dockyard.build.tree import SourceTree

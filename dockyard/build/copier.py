@@ -18,6 +18,7 @@ import os
 import posixpath
 import stat
 from dataclasses import dataclass
+from typing import Self
 
 from dockyard.build.errors import DockerfileError
 from dockyard.build.sources import CopyItem, CopyPlan
@@ -59,7 +60,7 @@ class TreeWriter:
     def close(self) -> None:
         os.close(self.root_fd)
 
-    def __enter__(self) -> TreeWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

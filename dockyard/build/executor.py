@@ -19,19 +19,19 @@ import copy
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.build.buildstate import ImageState, Layer
 from dockyard.build.cache import BuildCache, DigestMemo, canonical
 from dockyard.build.config_steps import apply_config_step
 from dockyard.build.errors import DockerfileError, at_instruction
-from dockyard.build.evaluate import evaluate
+from dockyard.build.evaluate import Step, evaluate
 from dockyard.build.instructions import Add, Arg, Copy, Instruction, Run, Workdir
 from dockyard.build.plan import BuildPlan, SourceRef, plan_build
 from dockyard.build.progress import Progress
 from dockyard.build.run_mounts import Secret
-from dockyard.build.sandbox import Sandbox, recover
 from dockyard.build.run_step import RunFailed
+from dockyard.build.sandbox import Sandbox, recover
 from dockyard.build.steps import StageCursor, StepRunner, StepSettings
 from dockyard.build.tree import SourceTree
 from dockyard.build.variables import Platform, StageVariables
@@ -207,6 +207,8 @@ class Builder:
         else:
             state, variables, shown = ImageState(), plan.stage_variables(index), "scratch"
         state.config.pop("OnBuild", None)  # the triggers run now, the new image does not inherit them
+        if not any(e.startswith("PATH=") for e in state.config.get("Env") or []):
+            state.config["Env"] = [f"{k}={v}" for k, v in variables.env.items()]  # BuildKit's default PATH
         return state, variables, shown
 
     def _build_stage(self, index: int, number: int, total: int) -> int:
@@ -236,7 +238,7 @@ class Builder:
         self.results[index] = StageResult(state, variables)
         return number
 
-    def _execute(self, index: int, state: ImageState, variables: StageVariables, step: Any,
+    def _execute(self, index: int, state: ImageState, variables: StageVariables, step: Step,
                  ins: Instruction) -> None:
         done = step.instruction
         if apply_config_step(state, step, variables) or isinstance(done, Arg):

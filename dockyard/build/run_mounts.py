@@ -105,7 +105,7 @@ def _bind(mount: Mount, ref: SourceRef, workdir: str, tree_for: TreeFor, sandbox
     source = (mount.source or "").lstrip("/")
     resolved = tree.resolve(source) if source else ""
     plan: CopyPlan = plan_copy(tree, [source or "."], destination("/"))
-    digest = plan_digest(tree, plan, digests)
+    digest = plan_digest(tree, plan, digests if ref.kind == "context" else None)
     kind = plan.items[0].kind if plan.items else "dir"
     host = os.path.join(tree.root, resolved) if resolved else tree.root
     if not mount.readonly or tree.ignore is not None:

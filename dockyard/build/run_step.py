@@ -62,11 +62,11 @@ def run_container(rootfs: str, spec: RunSpec, sandbox: Sandbox, output: Sink, *,
     _make_workdir(rootfs, spec.workdir, user.uid, user.gid)
     files_dir = sandbox.new_dir("etc")
     mounts = []
-    for name, content in (("hosts", spec.network.hosts), ("resolv.conf", spec.network.resolv_conf)):
-        path = os.path.join(files_dir, name)
+    for file_name, content in (("hosts", spec.network.hosts), ("resolv.conf", spec.network.resolv_conf)):
+        path = os.path.join(files_dir, file_name)
         with open(path, "w") as f:
             f.write(content)
-        mounts.append({"destination": f"/etc/{name}", "type": "bind", "source": path,
+        mounts.append({"destination": f"/etc/{file_name}", "type": "bind", "source": path,
                        "options": ["rbind", "rprivate"]})
     mounts += spec.mounts
     namespaces: dict[str, str | None] = {}

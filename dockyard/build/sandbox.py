@@ -93,7 +93,7 @@ def _delete_runtime_state(state_root: str) -> None:
     for cid in ids:
         try:
             container.delete(cid, state_root, force=True)
-        except Exception:  # noqa: BLE001 - cleanup goes on; the directory goes below anyway
+        except Exception:  # noqa: BLE001, S110 - cleanup goes on; the directory goes below anyway
             pass
 
 

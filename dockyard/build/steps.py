@@ -231,7 +231,8 @@ class StepRunner:
         ins = step.instruction
         assert isinstance(ins, (Copy, Add))
         workdir = state.config.get("WorkingDir") or "/"
-        moved = transfer.prepare(ins, workdir, tree, self.sandbox, self.digests)
+        moved = transfer.prepare(ins, workdir, tree, self.sandbox,
+                                 self.digests if tree is self.tree_for(SourceRef("context")) else None)
         try:
             link = ins.link and self.layers.overlay
             inputs = {"op": ins.keyword.lower(), "sources": moved.digest, "dest": ins.dest, "workdir": workdir,

@@ -59,7 +59,9 @@ class Transfer:
 
 def prepare(ins: Copy | Add, workdir: str, tree: SourceTree | None, sandbox: Sandbox,
             digests: DigestCache | None) -> Transfer:
-    """The sources of an evaluated COPY/ADD, read from `tree` (the context or a --from root)."""
+    """The sources of an evaluated COPY/ADD, read from `tree` (the context or a --from root). `digests`
+    memoizes file digests of `tree` (pass it for the context only: a --from view is a new mount, with new
+    device numbers, every build)."""
     dest = destination(ins.dest, workdir)
     chown = parse_chown(ins.chown) if ins.chown else None
     chmod = parse_chmod(ins.chmod) if ins.chmod else None
@@ -86,7 +88,8 @@ def prepare(ins: Copy | Add, workdir: str, tree: SourceTree | None, sandbox: San
     h = hashlib.sha256()
     for i, group in enumerate(groups):
         prefix = "" if group.tree is tree else f"#{i}:"
-        h.update(plan_digest(group.tree, group.plan, digests, files, prefix).encode())
+        memo = digests if group.tree is tree else None  # downloads and heredocs are new files every time
+        h.update(plan_digest(group.tree, group.plan, memo, files, prefix).encode())
         h.update(f"\0unpack={group.unpack_to}\n".encode())
     return Transfer(groups, chown, chmod, "sha256:" + h.hexdigest(), files)
 
@@ -153,7 +156,6 @@ def _inline_group(ins: Copy | Add, dest: Destination, sandbox: Sandbox) -> Group
         with open(os.path.join(directory, name), "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(source.data)
         os.chmod(os.path.join(directory, name), 0o644)
-        os.utime(os.path.join(directory, name), (0, 0))  # a fixed time: the content alone decides
         names.append(name)
     inline_tree = SourceTree(directory)
     plan = plan_copy(inline_tree, names, dest, keyword=ins.keyword)

@@ -12,8 +12,8 @@ PROGRESS_MODES = ("auto", "plain", "tty", "quiet")
 
 
 def build_parser(p: ArgumentParser) -> None:
-    p.add_argument("context", metavar="PATH | URL | -", help="the build context: a directory, a tar archive, "
-                                                             "or - (a Dockerfile or a tar archive on stdin)")
+    p.add_argument("context", metavar="PATH | -", help="the build context: a directory, a tar archive, "
+                                                       "or - (a Dockerfile or a tar archive on stdin)")
     p.add_argument("-t", "--tag", action="append", default=[], help="Name and optionally a tag (name:tag)")
     p.add_argument("-f", "--file", help="Name of the Dockerfile (default: PATH/Dockerfile)")
     p.add_argument("--build-arg", action="append", default=[], help="Set build-time variables (KEY=VALUE, or "
@@ -91,11 +91,14 @@ def _epoch(build_args: dict[str, str]) -> int | None:
 
 
 def build(args, ctx) -> int:
-    from dockyard.build.executor import BuildOptions, Builder
+    from dockyard.build.executor import Builder, BuildOptions
     from dockyard.build.progress import Progress
     from dockyard.build.run_step import RunFailed
     from dockyard.build.sandbox import isolate_mounts
 
+    if args.context.startswith(("http://", "https://", "git@", "git://", "ssh://")):
+        raise InvalidArgument("remote build contexts (URLs, git) are not supported: give a directory, a tar "
+                              "archive or -")
     if args.progress not in PROGRESS_MODES:
         raise InvalidArgument(f"invalid --progress {args.progress!r}: use one of {', '.join(PROGRESS_MODES)}")
     mode = "quiet" if args.quiet else args.progress

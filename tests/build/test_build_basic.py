@@ -47,7 +47,7 @@ def test_config_carries_every_instruction(context, build, dy):
     assert files["app/greeting"].data == b"hello\n"
     assert files["app/static/index.html"].data == b"<h1>hi</h1>\n"
     assert files["app/static/index.html"].uid == 0
-    assert re.search(r"^Successfully built [0-9a-f]{12}$", out, re.M)
+    assert re.search(r"^Successfully built [0-9a-f]{12}$", out, re.MULTILINE)
     assert "Successfully tagged demo:1" in out
 
 
@@ -182,3 +182,26 @@ def test_pull_uses_the_local_image_and_missing_base_is_an_error(context, build):
     assert "--pull" in out
     code, _, err = build(context("FROM nosuch/image:1\n"), check=False)
     assert code != 0 and "nosuch/image:1" in err and "not found" in err
+
+
+def test_the_vfs_driver_builds_too(dy, busybox_archive, context, tmp_path):
+    from tests.build.imagefs import layer_digests, layer_entries
+    from tests.conftest import CLI, stop_everything
+
+    vfs = CLI(tmp_path / "vfs-root")
+    env = {"DOCKYARD_STORAGE_DRIVER": "vfs"}
+    try:
+        vfs("load", "-i", str(busybox_archive), env=env)
+        assert (vfs.root / "storage-driver").read_text().strip() == "vfs"
+        ctx = context("FROM busybox:latest AS a\nRUN echo a > /a\nFROM busybox:latest\nCOPY --from=a /a /a\n"
+                      "COPY --link f /linked/f\nRUN rm /bin/true && echo b > /b\n", {"f": "f"})
+        vfs("build", "-t", "vfs:1", str(ctx), env=env)
+        files = image_files(vfs.root, "vfs:1")
+        assert files["a"].data == b"a\n" and files["b"].data == b"b\n" and files["linked/f"].data == b"f"
+        assert "bin/true" not in files
+        last = layer_entries(vfs.root, layer_digests(vfs.root, "vfs:1")[-1])
+        assert "etc/hosts" not in last and "etc/resolv.conf" not in last
+        out = vfs.out("build", "-t", "vfs:2", str(ctx), env=env)
+        assert "Running in" not in out
+    finally:
+        stop_everything(vfs)

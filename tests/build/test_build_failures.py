@@ -59,6 +59,7 @@ def test_failing_run_stops_with_its_exit_code_and_leaves_nothing(context, build,
     container = out.split("Running in ", 1)[1].split()[0]
     assert _leftovers(dy.root, container) == {}
     assert "fails" not in dy.out("images")
+    assert dy.out("ps", "-aq") == ""
     assert store_listing(dy.root) == before
 
 

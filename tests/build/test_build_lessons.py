@@ -6,8 +6,6 @@ from __future__ import annotations
 from tests.build.imagefs import image_files
 
 
-
-
 def test_a_service_started_by_one_run_is_gone_in_the_next(context, build, dy):
     ctx = context("""\
 FROM busybox:latest
