@@ -13,6 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def cli_env() -> dict[str, str]:
+    """The environment for dockyard subprocesses: this checkout first on the path, so that the monitor (which
+    starts in /) runs the code under test rather than whatever copy of dockyard is installed."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
 class CLI:
     """Runs `dockyard --root ROOT ...` as a separate process, as a user would."""
 
@@ -23,7 +30,7 @@ class CLI:
                  timeout: float = 300) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "dockyard", "--root", str(self.root), *args]
         result = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
-                                env={**os.environ, **(env or {})}, cwd=REPO)
+                                env={**cli_env(), **(env or {})}, cwd=REPO)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout.decode(errors='replace')}\n{result.stderr.decode(errors='replace')}")

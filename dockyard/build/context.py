@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, BinaryIO, Self
 
 from dockyard.build.dockerignore import PatternMatcher, read_patterns
 from dockyard.build.errors import BuildContextError, SourceNotFound
-from dockyard.build.tarcontext import _Prefixed, extract_tar, looks_like_archive
+from dockyard.build.tarcontext import extract_tar, looks_like_archive
 from dockyard.build.tree import SourceTree
+from dockyard.image.compression import PrefixedStream
 
 if TYPE_CHECKING:
     from dockyard.build.parser import Dockerfile
@@ -102,7 +103,7 @@ def _from_stdin(stdin: BinaryIO, dockerfile: str | None, scratch_dir: str | None
             break
         head += more
     if looks_like_archive(head):
-        return _from_archive(_Prefixed(head, stdin), dockerfile, scratch_dir)  # type: ignore[arg-type]
+        return _from_archive(PrefixedStream(head, stdin), dockerfile, scratch_dir)  # type: ignore[arg-type]
     data = head + _read_limited(stdin, MAX_DOCKERFILE - len(head))
     return BuildContext(None, data, DEFAULT_DOCKERFILE)
 

@@ -13,7 +13,10 @@ into Docker's usage message and exit code 125.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 REMAINDER = "..."
 SUPPRESS = "==SUPPRESS=="

@@ -6,8 +6,8 @@ import os
 import platform
 import sys
 
-from dockyard.cli.flags import ArgumentParser
 from dockyard import API_VERSION, __version__
+from dockyard.cli.flags import ArgumentParser
 from dockyard.cli.output import human_size, print_formatted
 from dockyard.errors import NotFound
 

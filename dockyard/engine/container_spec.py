@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from dockyard.errors import InvalidArgument
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/bin/tini")
 INIT_PATH = "/sbin/docker-init"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.timeutil import human_duration, parse_rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def inspect(engine, record: ContainerRecord, size: bool = False) -> dict[str, Any]:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from dockyard.engine.container_store import ContainerRecord, ContainerStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.fsutil import remove_tree
 from dockyard.procfs import is_alive
 from dockyard.timeutil import rfc3339
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 RESTART_POLICIES = ("", "no", "always", "on-failure", "unless-stopped")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import os
 import stat
 import urllib.request
@@ -14,7 +12,7 @@ from dockyard.errors import CorruptContent, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.image.archive import ArchiveReader, SaveEntry, write_archive
 from dockyard.image.changes import apply_changes
-from dockyard.image.compression import decompressed, sniff
+from dockyard.image.compression import any_uncompressed, sniff
 from dockyard.image.model import OCI_LAYER, Descriptor, ImageConfig, new_config
 from dockyard.engine.images import ImageService
 from dockyard.store.images import ImageRecord
@@ -87,43 +85,6 @@ def open_source(source: str, stdin: BinaryIO) -> tuple[BinaryIO, str]:
         raise InvalidArgument(f"{source} is a directory, not a tarball") from None
 
 
-def _uncompressed(stream: BinaryIO) -> BinaryIO:
-    """The tar inside a possibly compressed stream: gzip, zstd, bzip2 or xz, as `docker import` takes."""
-    reader = _Peekable(stream)
-    head = reader.peek(6)
-    if head.startswith(b"BZh"):
-        return bz2.BZ2File(reader)  # type: ignore[return-value]
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(reader)  # type: ignore[return-value]
-    return decompressed(reader, sniff(head))  # type: ignore[arg-type]
-
-
-class _Peekable:
-    """Lets the first bytes of a pipe be looked at without losing them."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    def peek(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            chunk = self.stream.read(n - len(self.buffer))
-            if not chunk:
-                break
-            self.buffer += chunk
-        return self.buffer[:n]
-
-    def read(self, n: int = -1) -> bytes:
-        if self.buffer:
-            if n < 0 or n >= len(self.buffer):
-                data, self.buffer = self.buffer, b""
-                rest = self.stream.read(-1 if n < 0 else n - len(data))
-                return data + (rest or b"")
-            data, self.buffer = self.buffer[:n], self.buffer[n:]
-            return data
-        return self.stream.read(n)
-
-
 def _is_plain_file(stream: BinaryIO) -> bool:
     """An uncompressed regular file: its bytes can be copied by the kernel as they are."""
     try:
@@ -148,7 +109,7 @@ def import_rootfs(service: ImageService, stream: BinaryIO, source_name: str, tag
             if _is_plain_file(stream):
                 writer.copy_file_range(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
             else:
-                writer.copy_from(_uncompressed(stream))
+                writer.copy_from(any_uncompressed(stream))
             if writer.size == 0:
                 raise CorruptContent("import source is empty: not a tarball")
             digest = writer.commit()

@@ -17,6 +17,7 @@ from dockyard.store.metadata import Database
 from dockyard.timeutil import rfc3339
 
 VALID_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+LOCAL_DRIVER_OPTIONS = ("type", "device", "o", "size")
 
 
 class VolumeService:
@@ -62,8 +63,14 @@ class VolumeService:
                                   f"directory, use absolute path")
         if driver != "local":
             raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
+        for key in options or {}:
+            if key not in LOCAL_DRIVER_OPTIONS:
+                raise InvalidArgument(f'create {name}: invalid option: "{key}"')
         if options:
-            raise InvalidArgument(f"create {name}: the local driver takes no options here ({', '.join(options)})")
+            # Docker's local driver mounts type/device/o when the volume is first used; that is not built yet,
+            # and accepting options that would be silently ignored would lose the user's data elsewhere.
+            raise InvalidArgument(f"create {name}: local volume options ({', '.join(sorted(options))}) are not "
+                                  f"supported yet")
         existing = self.find(name)
         if existing is not None:
             return existing
@@ -103,8 +110,12 @@ class VolumeService:
             conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
         remove_tree(os.path.join(self.dir, name))
 
-    def prune(self, all_volumes: bool = False, label_filters: list[str] | None = None) -> tuple[list[str], int]:
-        """Remove unused volumes (anonymous ones only, unless all_volumes); returns (names, bytes)."""
+    def prune(self, all_volumes: bool = False, label_filters: list[str] | None = None,
+              not_label_filters: list[str] | None = None) -> tuple[list[str], int]:
+        """Remove unused volumes (anonymous ones only, unless all_volumes); returns (names, bytes).
+
+        `label_filters` must all hold (`key` or `key=value`), `not_label_filters` none of them.
+        """
         from dockyard.fsutil import tree_size
 
         removed, reclaimed = [], 0
@@ -114,8 +125,14 @@ class VolumeService:
             labels = json.loads(row["data"]).get("Labels") or {}
             if label_filters and not all(_label_match(labels, f) for f in label_filters):
                 continue
-            reclaimed += tree_size(self.path(row["name"]))
-            self.remove(row["name"])
+            if not_label_filters and any(_label_match(labels, f) for f in not_label_filters):
+                continue
+            size = tree_size(self.path(row["name"]))
+            try:
+                self.remove(row["name"])
+            except (Conflict, NotFound):
+                continue  # taken into use or removed meanwhile
+            reclaimed += size
             removed.append(row["name"])
         return removed, reclaimed
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from typing import BinaryIO
 
@@ -31,12 +30,67 @@ def decompressed(f: BinaryIO, compression: str | None) -> BinaryIO:
     if compression is None:
         return f
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
+        # python-isal's igzip reads gzip about 3.5x faster than the zlib-based module, same interface.
+        try:
+            from isal import igzip as gzip_module
+        except ImportError:
+            import gzip as gzip_module  # type: ignore[no-redef]
+        return gzip_module.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     if compression == "zstd":
         import zstandard  # imported here: only zstd layers need it
 
         return zstandard.ZstdDecompressor().stream_reader(f, read_size=READ_SIZE)  # type: ignore[return-value]
     raise CorruptContent(f"unknown compression {compression!r}")
+
+
+class PrefixedStream:
+    """A read-only stream: bytes already read from `rest` (to sniff its format) put back in front of it."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.head:
+            return self.rest.read(size)
+        if size is None or size < 0:
+            data, self.head = self.head + self.rest.read(), b""
+            return data
+        if size <= len(self.head):
+            data, self.head = self.head[:size], self.head[size:]
+            return data
+        # Fill the request across the seam: some readers (tarfile) sniff with a single read.
+        data, self.head = self.head, b""
+        return data + self.rest.read(size - len(data))
+
+    def readinto(self, target) -> int:
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+def peek(stream: BinaryIO, size: int) -> tuple[bytes, PrefixedStream]:
+    """Read up to `size` bytes from a stream (a pipe too) without losing them."""
+    head = b""
+    while len(head) < size:
+        chunk = stream.read(size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head, PrefixedStream(head, stream)
+
+
+def any_uncompressed(stream: BinaryIO) -> BinaryIO:
+    """The tar inside a stream that may be gzip, zstd, bzip2 or xz (what `docker import` and build contexts take)."""
+    head, reader = peek(stream, 6)
+    if head.startswith(b"BZh"):
+        import bz2
+
+        return bz2.BZ2File(reader)  # type: ignore[return-value]
+    if head.startswith(b"\xfd7zXZ\x00"):
+        import lzma
+
+        return lzma.LZMAFile(reader)  # type: ignore[return-value]
+    return decompressed(reader, sniff(head))  # type: ignore[arg-type]
 
 
 class HashingReader:

@@ -41,6 +41,8 @@ class ApplyOptions:
     overlay_whiteouts: bool = True  # False: the target holds the whole tree, whiteouts delete
     lowers: list[str] = field(default_factory=list)  # lower layer dirs, top first (overlay mode only)
     same_owner: bool = True  # chown entries as the tar says (needs root)
+    whiteouts: bool = True  # False: a plain tree (a build context), where `.wh.` names are ordinary files
+    special_files: bool = True  # False: device nodes and FIFOs are skipped (they have no place in a context)
 
 
 @dataclass
@@ -220,8 +222,10 @@ class _Applier:
                 self.dir_times.append(([], int(member.mtime * 1e9)))
             return
         name = parts[-1]
-        if name.startswith(WHITEOUT_PREFIX):
+        if name.startswith(WHITEOUT_PREFIX) and self.options.whiteouts:
             self._whiteout(parts)
+            return
+        if (member.ischr() or member.isblk() or member.isfifo()) and not self.options.special_files:
             return
         _check_ids(member)
         parent = self._parent_fd(parts)

@@ -5,6 +5,7 @@ Operations (see container.py):
     start(id, state_root)
     get_state(id, state_root) -> {"ociVersion", "id", "status", "pid", "bundle", "annotations"?}
     kill(id, state_root, sig=SIGTERM, all=False)
+    pause(id, state_root) / resume(id, state_root)
     delete(id, state_root, force=False)
     exec_process(id, state_root, process, *, stdio=None, console_socket=None, pid_file=None) -> pid
 
@@ -23,10 +24,11 @@ from typing import Any
 _EXPORTS = {
     "create": "container", "start": "container", "get_state": "container", "kill": "container",
     "delete": "container", "exec_process": "container", "exec_defaults": "container",
-    "list_containers": "container", "load_config": "container",
+    "list_containers": "container", "load_config": "container", "pause": "container", "resume": "container",
     "generate_spec": "spec", "SpecOptions": "spec",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["SpecOptions", "create", "delete", "exec_defaults", "exec_process", "generate_spec", "get_state",
+           "kill", "list_containers", "load_config", "pause", "resume", "start"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,3 @@
-import sys
+from dockyard.runtime.cli import run
 
-from dockyard.runtime.cli import main
-
-sys.exit(main())
+run()

@@ -6,6 +6,11 @@ gets the exit status with `os.waitpid(pid, 0)` (or a pidfd) like for any child; 
 once the process has exited. A short-lived caller (the `dockyard-runtime create` command) exits after create;
 the init is then reparented to the nearest subreaper (conmon, podman's monitor) or the host's init, which
 reaps it. The runtime never waits for a container itself, except `delete --force` waiting for it to die.
+
+Processes started by exec_process are the caller's children as well. When a container's init dies, the kernel
+kills the rest of its pid namespace, and the init's own exit is only reported once every process of that
+namespace has been reaped, so a caller must reap its exec'd children independently (waitpid(-1) or one
+pidfd per child), not block on the init first.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import signal
 import time
 from typing import Any
 
-from dockyard.runtime import cgroups, init, namespaces, state, syscalls as sc
+from dockyard.runtime import cgroups, hooks, init, namespaces, state
+from dockyard.runtime import syscalls as sc
 from dockyard.runtime.errors import Conflict, HostError, InvalidArgument, NotFound, error_from_child
 
 Stdio = tuple[int, int, int]
@@ -64,6 +70,7 @@ def create(
     rootfs = _rootfs(config, bundle)
     linux = config.get("linux") or {}
     ns = namespaces.Plan.from_spec(linux.get("namespaces"))
+    namespaces.check_sysctls(linux.get("sysctl"), ns)
     program = _seccomp_program(linux.get("seccomp"), seccomp_cache or os.path.join(state_root, ".seccomp"))
     cdir = state.make_container_dir(state_root, container_id)
     fifo = os.path.join(cdir, state.FIFO_NAME)
@@ -76,7 +83,9 @@ def create(
         args = init.InitArgs(config=config, rootfs=rootfs, bundle=bundle, fifo=fifo, report_fd=-1,
                              cgroup_dirs=dirs, ns=ns, stdio=stdio, console_fd=console,
                              preserve_fds=preserve_fds, seccomp_program=program, container_id=container_id,
-                             no_new_keyring=no_new_keyring, die_with_parent=die_with_parent)
+                             no_new_keyring=no_new_keyring, die_with_parent=die_with_parent,
+                             state={"ociVersion": state.OCI_VERSION, "id": container_id, "bundle": bundle,
+                                    "annotations": config.get("annotations") or {}})
         try:
             pid = _spawn(lambda: init.run_init(args), args, ns.has("pid") and "pid" not in ns.join,
                          ns.join.get("pid"))
@@ -134,18 +143,24 @@ def _connect_console(path: str | None) -> int:
 
 
 def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int:
-    """Fork the child into its pid namespace; wait for its one-line report; return its pid."""
+    """Fork the child into its pid namespace (and its v2 cgroup); wait for its one-line report; return its pid."""
     r, w = os.pipe2(os.O_CLOEXEC)
     args.report_fd = w
+    go_r = go_w = -1
+    if isinstance(args, init.InitArgs) and hooks.wanted(args.config, *hooks.PARENT_CREATE):
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        args.go_fd = go_r
     # Non-dumpable across the fork: the child's /proc/<pid>/exe (the host's Python) and memory stay out of
     # reach of container processes until it execs the container's binary (CVE-2019-5736).
     was_dumpable = sc.prctl(sc.PR_GET_DUMPABLE)
     sc.prctl(sc.PR_SET_DUMPABLE, 0)
     try:
         with namespaces.PidNamespaceForChildren(new_pidns, pidns_path):
-            pid = os.fork()
+            pid = _fork(args)
             if pid == 0:  # the child never leaves body(): it execs or _exits
                 os.close(r)
+                if go_w >= 0:
+                    os.close(go_w)
                 try:
                     body()
                 finally:
@@ -154,10 +169,19 @@ def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int
         if was_dumpable:
             sc.prctl(sc.PR_SET_DUMPABLE, was_dumpable)
         os.close(w)
+        if go_r >= 0:
+            os.close(go_r)
     try:
         report = _read_report(r)
+        if report and "hooks" in report:
+            report = _run_create_hooks(args, pid, r, go_w)
+    except BaseException:
+        _kill_and_reap(pid)
+        raise
     finally:
         os.close(r)
+        if go_w >= 0:
+            os.close(go_w)
     if report is None and isinstance(args, init.InitArgs):
         _kill_and_reap(pid)
         raise HostError("container init exited during setup without a report")
@@ -167,7 +191,44 @@ def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int
     return pid
 
 
+def _fork(args: Any) -> int:
+    """Fork; when the container has a cgroup v2 directory and we are single-threaded, fork straight into it.
+
+    The child then joins only the v1 hierarchies itself (see cgroups.join), which costs no RCU wait.
+    """
+    v2 = cgroups.v2_dir(args.cgroup_dirs)
+    if v2 is None or not sc.single_threaded():
+        return os.fork()
+    try:
+        fd = os.open(v2, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return os.fork()
+    try:
+        pid = sc.fork_into_cgroup(fd)
+    except OSError:
+        return os.fork()  # clone3 missing or refused (old kernel, threaded cgroup...): the slow path works
+    finally:
+        os.close(fd)
+    if pid == 0:
+        args.cgroup_dirs = {k: v for k, v in args.cgroup_dirs.items() if v != v2}
+    return pid
+
+
+def _run_create_hooks(args: init.InitArgs, pid: int, r: int, go_w: int) -> dict[str, Any] | None:
+    """The init is waiting in its namespaces, rootfs mounted: run prestart and createRuntime, let it go on."""
+    st = {**args.state, "status": "creating", "pid": pid}
+    ok = False
+    try:
+        for kind in hooks.PARENT_CREATE:
+            hooks.run_all(args.config, kind, st)
+        ok = True
+    finally:
+        os.write(go_w, b"1" if ok else b"0")
+    return _read_report(r)
+
+
 def _read_report(fd: int) -> dict[str, Any] | None:
+    """One JSON line from the child (it never writes a second one before we answer the first)."""
     data = b""
     while not data.endswith(b"\n"):
         chunk = os.read(fd, 65536)
@@ -226,6 +287,25 @@ def start(container_id: str, state_root: str) -> None:
     finally:
         os.close(fd)
     os.unlink(fifo)
+    if hooks.wanted(record.config, "poststart"):
+        hooks.run_all(record.config, "poststart", state.oci_state(state_root, record))
+
+
+def pause(container_id: str, state_root: str) -> None:
+    """Freeze every process of a running container (cgroup freezer)."""
+    record = state.read_record(state_root, container_id)
+    status = state.status(state_root, record)
+    if status != "running":
+        raise Conflict(f"container {container_id} is not running: {status}")
+    cgroups.freeze(record.cgroups, True)
+
+
+def resume(container_id: str, state_root: str) -> None:
+    record = state.read_record(state_root, container_id)
+    status = state.status(state_root, record)
+    if status != "paused":
+        raise Conflict(f"container {container_id} is not paused: {status}")
+    cgroups.freeze(record.cgroups, False)
 
 
 def get_state(container_id: str, state_root: str) -> dict[str, Any]:
@@ -233,7 +313,7 @@ def get_state(container_id: str, state_root: str) -> dict[str, Any]:
     return state.oci_state(state_root, state.read_record(state_root, container_id))
 
 
-def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM, all: bool = False) -> None:  # noqa: A002
+def kill(container_id: str, state_root: str, sig: int = signal.SIGTERM, all: bool = False) -> None:
     """Send sig to the init, or with all=True to every process in the container's cgroup."""
     record = state.read_record(state_root, container_id)
     if not state.is_alive(record):
@@ -255,12 +335,17 @@ def delete(container_id: str, state_root: str, force: bool = False, timeout: flo
             return
         raise
     status = state.status(state_root, record)
-    if status == "running" and not force:
+    if status in ("running", "paused") and not force:
         raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
     if status != "stopped":
+        if status == "paused":
+            cgroups.freeze(record.cgroups, False)  # frozen tasks would never act on SIGKILL
         _kill_everything(record, timeout)
     cgroups.remove(record.created_cgroups)
     _rmtree(state.container_dir(state_root, container_id))
+    if hooks.wanted(record.config, "poststop"):
+        hooks.run_all(record.config, "poststop", {**state.oci_state(state_root, record), "status": "stopped"},
+                      ignore_errors=True)
 
 
 def _kill_everything(record: state.Record, timeout: float) -> None:
@@ -309,7 +394,7 @@ def exec_process(
     record = state.read_record(state_root, container_id)
     status = state.status(state_root, record)
     if status not in ("running", "created"):
-        raise Conflict(f"cannot exec in a stopped container {container_id}")
+        raise Conflict(f"cannot exec in a {status} container {container_id}")
     linux = record.config.get("linux") or {}
     ns_types = [n["type"] for n in linux.get("namespaces") or ()]
     program = _seccomp_program(linux.get("seccomp"), seccomp_cache or os.path.join(state_root, ".seccomp"))

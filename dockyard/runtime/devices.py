@@ -14,7 +14,8 @@ import stat
 import termios
 from typing import Any
 
-from dockyard.runtime import paths, syscalls as sc
+from dockyard.runtime import paths
+from dockyard.runtime import syscalls as sc
 
 # The nodes every container gets, whatever the spec lists (runc does the same).
 DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
@@ -28,6 +29,10 @@ DEFAULT_DEVICES: tuple[dict[str, Any], ...] = (
 
 SYMLINKS = (("/proc/self/fd", "fd"), ("/proc/self/fd/0", "stdin"), ("/proc/self/fd/1", "stdout"),
             ("/proc/self/fd/2", "stderr"))
+
+# <asm-generic/ioctls.h> (x86_64 and aarch64 alike); Python's termios module lacks these two.
+TIOCGPTN = 0x80045430
+TIOCSPTLCK = 0x40045431
 
 _TYPES = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
@@ -87,14 +92,16 @@ def create_symlinks(rootfd: int) -> None:
         os.close(dev)
 
 
-# Python's termios module lacks these two (asm-generic/ioctls.h values, the same on x86 and arm64).
-TIOCSPTLCK = getattr(termios, "TIOCSPTLCK", 0x40045431)
-TIOCGPTN = getattr(termios, "TIOCGPTN", 0x80045430)
+def open_console(size: dict[str, int] | None = None) -> tuple[int, str]:
+    """Open a new pty pair in the container's devpts (call after pivot_root). Returns (master fd, slave path).
 
-
-def open_console() -> tuple[int, str]:
-    """Open a new pty pair in the container's devpts (call after pivot_root). Returns (master fd, slave path)."""
+    size: the spec's process.consoleSize ({"height": rows, "width": columns}), set before anyone reads it.
+    """
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    if size:
+        rows, cols = int(size.get("height", 0)), int(size.get("width", 0))
+        winsize = rows.to_bytes(2, "little") + cols.to_bytes(2, "little") + bytes(4)
+        fcntl.ioctl(master, termios.TIOCSWINSZ, winsize)
     fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt
     number = int.from_bytes(fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"), "little")
     return master, f"/dev/pts/{number}"

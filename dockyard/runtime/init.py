@@ -13,45 +13,42 @@ import json
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.runtime import cgroups, devices, mounts, namespaces, process, syscalls as sc
-from dockyard.runtime.errors import InvalidArgument, kind_of
+from dockyard.runtime import cgroups, devices, hooks, mounts, namespaces, process
+from dockyard.runtime import syscalls as sc
+from dockyard.runtime.errors import HostError, InvalidArgument, kind_of
 
 
-@dataclass
 class InitArgs:
-    config: dict[str, Any]
-    rootfs: str
-    bundle: str
-    fifo: str
-    report_fd: int
-    cgroup_dirs: dict[str, str]
-    ns: namespaces.Plan
-    stdio: tuple[int, int, int] | None = None
-    console_fd: int | None = None  # connected console socket, when process.terminal
-    preserve_fds: int = 0
-    seccomp_program: bytes | None = None
-    container_id: str = ""
-    no_new_keyring: bool = False
-    fifo_fd: int = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
-    dev_readonly: bool = False
-    die_with_parent: bool = False  # keep PR_SET_PDEATHSIG=SIGKILL through exec
+    """Everything the init needs, prepared by the parent before the fork."""
+
+    def __init__(self, *, config: dict[str, Any], rootfs: str, bundle: str, fifo: str, report_fd: int,
+                 cgroup_dirs: dict[str, str], ns: namespaces.Plan, stdio: tuple[int, int, int] | None = None,
+                 console_fd: int | None = None, preserve_fds: int = 0, seccomp_program: bytes | None = None,
+                 container_id: str = "", no_new_keyring: bool = False, state: dict[str, Any] | None = None,
+                 die_with_parent: bool = False) -> None:
+        self.config, self.rootfs, self.bundle, self.fifo = config, rootfs, bundle, fifo
+        self.report_fd, self.cgroup_dirs, self.ns, self.stdio = report_fd, cgroup_dirs, ns, stdio
+        self.console_fd = console_fd  # connected console socket, when process.terminal
+        self.preserve_fds, self.seccomp_program = preserve_fds, seccomp_program
+        self.container_id, self.no_new_keyring = container_id, no_new_keyring
+        self.state = state or {}  # the OCI state given to hooks
+        self.go_fd = -1  # read end of a parent->child pipe: the parent has run its create-time hooks
+        self.fifo_fd = -1  # opened by the init before pivot_root (the fifo lives in the host's state dir)
+        self.dev_readonly = False
+        self.die_with_parent = die_with_parent  # keep PR_SET_PDEATHSIG=SIGKILL through exec
 
 
-@dataclass
 class ExecArgs:
-    process: dict[str, Any]
-    init_pid: int
-    ns_types: list[str]
-    report_fd: int
-    cgroup_dirs: dict[str, str]
-    stdio: tuple[int, int, int] | None = None
-    console_fd: int | None = None
-    preserve_fds: int = 0
-    seccomp_program: bytes | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    """What an exec'd process needs to join a running container."""
+
+    def __init__(self, *, process: dict[str, Any], init_pid: int, ns_types: list[str], report_fd: int,
+                 cgroup_dirs: dict[str, str], stdio: tuple[int, int, int] | None = None,
+                 console_fd: int | None = None, preserve_fds: int = 0, seccomp_program: bytes | None = None) -> None:
+        self.process, self.init_pid, self.ns_types, self.report_fd = process, init_pid, ns_types, report_fd
+        self.cgroup_dirs, self.stdio, self.console_fd = cgroup_dirs, stdio, console_fd
+        self.preserve_fds, self.seccomp_program = preserve_fds, seccomp_program
 
 
 def _report(fd: int, message: dict[str, Any]) -> None:
@@ -83,6 +80,8 @@ def run_init(a: InitArgs) -> None:
         # Block until `start` writes a byte (runc's exec.fifo protocol, see state.py).
         while not os.read(fifo, 1):
             pass
+        if hooks.wanted(a.config, "startContainer"):
+            hooks.run_all(a.config, "startContainer", {**a.state, "status": "created", "pid": 1})
         process.reset_signals()
         process.execute(path, args, env, a.seccomp_program, late)
     except BaseException as e:  # noqa: BLE001 - after `start` the only channel left is the process's stderr
@@ -92,18 +91,13 @@ def run_init(a: InitArgs) -> None:
 
 
 def _setup_init(a: InitArgs) -> tuple[str, list[str], list[str], bool]:
-    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    """Everything runc's init does before waiting on exec.fifo, in the same order."""
+    sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)  # until ready: die with a creator that dies mid-setup
     proc = a.config.get("process") or {}
     linux = a.config.get("linux") or {}
     process.setup_stdio(a.stdio)
     process.set_oom_score_adj(proc.get("oomScoreAdj"))
-    cgroups.join(a.cgroup_dirs)
-    namespaces.join_paths(a.ns.join)
-    flags = a.ns.unshare_flags()
-    if flags:
-        sc.unshare(flags)
-    if not a.ns.has("mount"):
-        raise InvalidArgument("a mount namespace is required")
+    _enter_namespaces(a)
     # O_RDWR: opening never blocks, and reading blocks until `start` writes.
     a.fifo_fd = os.open(a.fifo, os.O_RDWR | os.O_CLOEXEC)
     if not a.no_new_keyring:
@@ -112,18 +106,35 @@ def _setup_init(a: InitArgs) -> tuple[str, list[str], list[str], bool]:
     if proc.get("terminal"):
         _setup_console(a)
     mounts.finalize(bool((a.config.get("root") or {}).get("readonly")), a.dev_readonly)
+    _set_names(a)
+    _write_sysctls(linux.get("sysctl") or {})
+    mounts.readonly_paths(linux.get("readonlyPaths"))
+    mounts.masked_paths(linux.get("maskedPaths"))
+    env = process.build_env(proc)  # HOME from the image's /etc/passwd, read while still root
+    path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
+    return path, list(proc["args"]), env, bool(proc.get("noNewPrivileges"))
+
+
+def _enter_namespaces(a: InitArgs) -> None:
+    """cgroups first (a new cgroup namespace is rooted where we stand), then joined, then new namespaces."""
+    cgroups.join(a.cgroup_dirs)
+    namespaces.join_paths(a.ns.join)
+    flags = a.ns.unshare_flags()
+    if flags:
+        sc.unshare(flags)
+    if not a.ns.has("mount"):
+        raise InvalidArgument("a mount namespace is required")
+
+
+def _set_names(a: InitArgs) -> None:
     if a.config.get("hostname"):
         if not a.ns.has("uts"):
             raise InvalidArgument("setting the hostname needs a uts namespace")
         sc.sethostname(a.config["hostname"])
     if a.config.get("domainname"):
+        if not a.ns.has("uts"):
+            raise InvalidArgument("setting the domainname needs a uts namespace")
         sc.setdomainname(a.config["domainname"])
-    _write_sysctls(linux.get("sysctl") or {})
-    mounts.readonly_paths(linux.get("readonlyPaths"))
-    mounts.masked_paths(linux.get("maskedPaths"))
-    path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
-    late = bool(proc.get("noNewPrivileges"))
-    return path, list(proc["args"]), process.build_env(proc), late
 
 
 def _build_rootfs(a: InitArgs, linux: dict[str, Any]) -> None:
@@ -137,14 +148,25 @@ def _build_rootfs(a: InitArgs, linux: dict[str, Any]) -> None:
             devices.create_symlinks(rootfd)
     finally:
         os.close(rootfd)
+    _create_hooks(a)
     mounts.pivot(a.rootfs)
     a.dev_readonly = ctx.dev_readonly
+
+
+def _create_hooks(a: InitArgs) -> None:
+    """prestart/createRuntime run in the parent while we wait; then createContainer here, before pivot_root."""
+    if a.go_fd >= 0:
+        _report(a.report_fd, {"hooks": "create"})
+        if os.read(a.go_fd, 1) != b"1":
+            raise HostError("create hooks failed")
+    if hooks.wanted(a.config, "createContainer"):
+        hooks.run_all(a.config, "createContainer", {**a.state, "status": "creating", "pid": os.getpid()})
 
 
 def _setup_console(a: InitArgs) -> None:
     if a.console_fd is None:
         raise InvalidArgument("process.terminal is set but no console socket was given")
-    master, slave = devices.open_console()
+    master, slave = devices.open_console((a.config.get("process") or {}).get("consoleSize"))
     devices.bind_console(slave)
     devices.send_fd(a.console_fd, master)
     os.close(master)
@@ -170,8 +192,8 @@ def run_exec(a: ExecArgs) -> None:
         namespaces.join_paths(paths)
         if proc.get("terminal"):
             _exec_console(a)
-        path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
         env = process.build_env(proc)
+        path = process.finalize(proc, a.seccomp_program, a.preserve_fds)
         process.reset_signals()
         sc.prctl(sc.PR_SET_PDEATHSIG, 0)
     except BaseException as e:  # noqa: BLE001
@@ -195,7 +217,7 @@ def _last_words(exc: BaseException) -> None:
 def _exec_console(a: ExecArgs) -> None:
     if a.console_fd is None:
         raise InvalidArgument("process.terminal is set but no console socket was given")
-    master, slave = devices.open_console()
+    master, slave = devices.open_console(a.process.get("consoleSize"))
     devices.send_fd(a.console_fd, master)
     os.close(master)
     os.close(a.console_fd)

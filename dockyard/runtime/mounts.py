@@ -13,11 +13,11 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
-from dockyard.runtime import paths, syscalls as sc
+from dockyard.runtime import paths
+from dockyard.runtime import syscalls as sc
 
 _SET = {
     "bind": sc.MS_BIND, "rbind": sc.MS_BIND | sc.MS_REC, "ro": sc.MS_RDONLY, "nosuid": sc.MS_NOSUID,
@@ -41,11 +41,13 @@ _IGNORED = {"tmpcopyup", "idmap", "ridmap", "copy-symlink"}
 _LOCKED = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_RDONLY | sc.MS_NOATIME | sc.MS_NODIRATIME | sc.MS_RELATIME
 
 
-@dataclass
 class Options:
-    flags: int = 0
-    propagation: list[int] = field(default_factory=list)
-    data: list[str] = field(default_factory=list)
+    """A mount's options split into flags, propagation changes and filesystem data."""
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.propagation: list[int] = []
+        self.data: list[str] = []
 
     @property
     def is_bind(self) -> bool:
@@ -66,16 +68,13 @@ def parse_options(options: list[str] | None) -> Options:
     return out
 
 
-@dataclass
 class Context:
     """What the mount steps need to know about the container being built."""
 
-    rootfs: str
-    bundle: str
-    cgroup_dirs: dict[str, str]
-    cgroupns: bool
-    dev_bound: bool = False  # /dev is a bind mount of the host's: no device nodes to create
-    dev_readonly: bool = False
+    def __init__(self, rootfs: str, bundle: str, cgroup_dirs: dict[str, str], cgroupns: bool) -> None:
+        self.rootfs, self.bundle, self.cgroup_dirs, self.cgroupns = rootfs, bundle, cgroup_dirs, cgroupns
+        self.dev_bound = False  # /dev is a bind mount of the host's: no device nodes to create
+        self.dev_readonly = False
 
 
 def prepare_root(rootfs: str, propagation: str | None) -> None:

@@ -8,7 +8,6 @@ init's parent, hence its reaper), and switches back. Every other namespace is en
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
@@ -24,13 +23,13 @@ PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts
 JOIN_ORDER = ("user", "ipc", "uts", "network", "cgroup", "time", "pid", "mount")
 
 
-@dataclass
 class Plan:
-    new: set[str] = field(default_factory=set)  # types to unshare
-    join: dict[str, str] = field(default_factory=dict)  # type -> path
+    def __init__(self) -> None:
+        self.new: set[str] = set()  # types to unshare
+        self.join: dict[str, str] = {}  # type -> path
 
     @classmethod
-    def from_spec(cls, items: list[dict[str, Any]] | None) -> "Plan":
+    def from_spec(cls, items: list[dict[str, Any]] | None) -> Plan:
         plan = cls()
         for ns in items or ():
             kind = ns.get("type")
@@ -55,6 +54,45 @@ class Plan:
             if kind not in exclude:
                 flags |= FLAGS[kind]
         return flags
+
+
+IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced"}
+UTS_SYSCTLS = {"kernel.domainname", "kernel.hostname"}
+
+
+def check_sysctls(sysctl: dict[str, str] | None, plan: Plan) -> None:
+    """Only sysctls of namespaces the container owns may be set: anything else would change the host."""
+    for key in sysctl or {}:
+        name = key.replace("/", ".")
+        if name in IPC_SYSCTLS or name.startswith("fs.mqueue."):
+            needed = "ipc"
+        elif name.startswith("net."):
+            needed = "network"
+        elif name in UTS_SYSCTLS:
+            needed = "uts"
+        else:
+            raise InvalidArgument(f"sysctl {key!r} is not in a separate kernel namespace")
+        if not plan.has(needed):
+            raise InvalidArgument(f"sysctl {key!r} needs a private {needed} namespace")
+        if needed in plan.join and _is_host_namespace(plan.join[needed], needed):
+            raise InvalidArgument(f"sysctl {key!r} is not allowed in the host's {needed} namespace")
+
+
+def _is_host_namespace(path: str, kind: str) -> bool:
+    """The runtime's own namespace (or init's, when we may look at it) counts as the host's."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return False
+    for ref in (f"/proc/self/ns/{PROC_NAMES[kind]}", f"/proc/1/ns/{PROC_NAMES[kind]}"):
+        try:
+            st = os.stat(ref)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
 
 
 def open_ns(path: str) -> int:
@@ -82,7 +120,7 @@ class PidNamespaceForChildren:
         self.new, self.path = new, path
         self._saved: int | None = None
 
-    def __enter__(self) -> "PidNamespaceForChildren":
+    def __enter__(self) -> PidNamespaceForChildren:
         if not self.new and not self.path:
             return self
         self._saved = os.open("/proc/thread-self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)

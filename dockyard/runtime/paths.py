@@ -30,8 +30,21 @@ def open_in_root(rootfd: int, path: str, flags: int = os.O_PATH, mode: int = 0) 
 
 
 def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
-    """mkdir -p inside the root; returns an O_PATH fd on the directory (caller closes)."""
-    parts = [p for p in clean(path).split("/") if p]
+    """mkdir -p inside the root; returns an O_PATH fd on the directory (caller closes).
+
+    A dangling symlink on the way is followed the way the kernel would inside the root (its target is
+    created under the rootfs), as runc does; never more than 40 links, like the kernel's ELOOP limit.
+    """
+    for _ in range(40):
+        result = _mkdir_walk(rootfd, clean(path), mode)
+        if isinstance(result, int):
+            return result
+        path = result  # a dangling symlink redirected us: walk the rewritten path from the root
+    raise OSError(errno.ELOOP, f"too many levels of symbolic links creating {path} in rootfs")
+
+
+def _mkdir_walk(rootfd: int, rel: str, mode: int) -> int | str:
+    parts = [p for p in rel.split("/") if p]
     fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=rootfd)
     for i, name in enumerate(parts):
         prefix = "/".join(parts[: i + 1])
@@ -41,7 +54,11 @@ def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
             try:
                 os.mkdir(name, mode, dir_fd=fd)
             except FileExistsError:
-                pass  # a racing creator, or a dangling symlink: the open below decides
+                target = _dangling_target(fd, name)
+                if target is not None:
+                    os.close(fd)
+                    base = "" if target.startswith("/") else "/".join(parts[:i])
+                    return posixpath.join("/", base, target, *parts[i + 1:])
             try:
                 nxt = open_in_root(rootfd, prefix, os.O_PATH | os.O_DIRECTORY)
             except OSError as e:
@@ -53,6 +70,13 @@ def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
         os.close(fd)
         fd = nxt
     return fd
+
+
+def _dangling_target(dirfd: int, name: str) -> str | None:
+    try:
+        return os.readlink(name, dir_fd=dirfd)
+    except OSError:
+        return None
 
 
 def ensure_file(rootfd: int, path: str, mode: int = 0o644) -> int:

@@ -17,9 +17,10 @@ import stat
 from typing import Any
 
 from dockyard.errors import InvalidArgument
-from dockyard.runtime import capabilities, syscalls as sc
-from dockyard.runtime.users import home_in_current_root
+from dockyard.runtime import capabilities
+from dockyard.runtime import syscalls as sc
 from dockyard.runtime.errors import CommandNotFound, CommandNotInvokable
+from dockyard.runtime.users import home_in_current_root
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RLIMITS = {

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from dockyard.errors import HostError, InvalidArgument
@@ -41,7 +41,7 @@ class _ArgCmp(ctypes.Structure):
                 ("datum_b", ctypes.c_uint64)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lib() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
@@ -33,23 +32,26 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass
 class Record:
     """What the runtime remembers about a container between operations."""
 
-    id: str
-    bundle: str
-    pid: int
-    start_time: int  # field 22 of /proc/<pid>/stat, to detect pid reuse
-    created: str
-    annotations: dict[str, str] = field(default_factory=dict)
-    cgroups: dict[str, str] = field(default_factory=dict)  # hierarchy mount point -> absolute cgroup dir
-    created_cgroups: list[str] = field(default_factory=list)  # dirs we made, removed on delete (deepest first)
-    config: dict[str, Any] = field(default_factory=dict)  # the spec, for exec defaults
-    owns_pidns: bool = True
+    FIELDS = ("id", "bundle", "pid", "start_time", "created", "annotations", "cgroups", "created_cgroups", "config",
+              "owns_pidns")
+
+    def __init__(self, id: str, bundle: str, pid: int, start_time: int, created: str,
+                 annotations: dict[str, str] | None = None, cgroups: dict[str, str] | None = None,
+                 created_cgroups: list[str] | None = None, config: dict[str, Any] | None = None,
+                 owns_pidns: bool = True) -> None:
+        self.id, self.bundle, self.pid, self.created = id, bundle, pid, created
+        self.start_time = start_time  # field 22 of /proc/<pid>/stat, to detect pid reuse
+        self.annotations = annotations or {}
+        self.cgroups = cgroups or {}  # hierarchy mount point -> absolute cgroup dir
+        self.created_cgroups = created_cgroups or []  # dirs we made, removed on delete
+        self.config = config or {}  # the spec, for exec defaults and hooks
+        self.owns_pidns = owns_pidns
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def container_dir(state_root: str, container_id: str) -> str:
@@ -102,11 +104,14 @@ def is_alive(record: Record) -> bool:
 
 
 def status(state_root: str, record: Record) -> str:
+    """created | running | paused (runc's extension, the freezer) | stopped."""
     if not is_alive(record):
         return "stopped"
     if os.path.exists(fifo_path(state_root, record.id)):
         return "created"
-    return "running"
+    from dockyard.runtime import cgroups
+
+    return "paused" if cgroups.is_frozen(record.cgroups) else "running"
 
 
 def oci_state(state_root: str, record: Record) -> dict[str, Any]:

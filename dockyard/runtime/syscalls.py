@@ -11,8 +11,21 @@ import ctypes
 import os
 
 from dockyard.linux import (  # noqa: F401  (re-exported: the runtime's single seam)
-    MNT_DETACH, MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
-    MS_SHARED, MS_SLAVE, libc, mount, umount,
+    MNT_DETACH,
+    MS_BIND,
+    MS_MOVE,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    libc,
+    mount,
+    umount,
 )
 
 MS_NOATIME = 1 << 10
@@ -56,9 +69,9 @@ RESOLVE_IN_ROOT = 0x10
 # x86_64 and aarch64 numbers; the runtime targets Linux on these two.
 _NR = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capset": 126, "capget": 125,
-               "close_range": 436, "openat2": 437, "seccomp": 317, "keyctl": 250},
+               "close_range": 436, "openat2": 437, "seccomp": 317, "keyctl": 250, "clone3": 435},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capset": 91, "capget": 90,
-                "close_range": 436, "openat2": 437, "seccomp": 277, "keyctl": 219},
+                "close_range": 436, "openat2": 437, "seccomp": 277, "keyctl": 219, "clone3": 435},
 }[os.uname().machine]
 
 
@@ -179,3 +192,57 @@ def join_session_keyring(name: str) -> None:
     n = _syscall("keyctl", ctypes.c_int(KEYCTL_DESCRIBE), ctypes.c_int(ring), buf, ctypes.c_size_t(len(buf)))
     perm = int(buf.raw[: max(n - 1, 0)].split(b";")[3], 16)
     _syscall("keyctl", ctypes.c_int(KEYCTL_SETPERM), ctypes.c_int(ring), ctypes.c_uint(perm | KEY_USR_SEARCH))
+
+
+CLONE_INTO_CGROUP = 0x200000000
+
+
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls", "set_tid",
+        "set_tid_size", "cgroup")]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """os.fork(), but the child is born in the cgroup v2 directory `cgroup_fd` (clone3 + CLONE_INTO_CGROUP).
+
+    Why: moving a process later through cgroup.procs takes the kernel's global threadgroup rwsem for writing,
+    which waits for an RCU grace period: ~10 ms, most of a container's start-up. Python's own fork
+    bookkeeping (PyOS_BeforeFork/AfterFork_*) is done here as os.fork does; glibc's fork handlers are not,
+    so callers must only use this from a single-threaded process (see `single_threaded`).
+    Returns 0 in the child, the child's pid in the parent.
+    """
+    import signal as _signal
+
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=int(_signal.SIGCHLD), cgroup=cgroup_fd)
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _pylibc().syscall(ctypes.c_long(_NR["clone3"]), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return pid
+
+
+_pylibc_handle: list[ctypes.PyDLL] = []
+
+
+def _pylibc() -> ctypes.PyDLL:
+    """libc through PyDLL: the GIL stays held across the call, as a fork must (the child inherits it)."""
+    if not _pylibc_handle:
+        lib = ctypes.PyDLL("libc.so.6", use_errno=True)
+        lib.syscall.restype = ctypes.c_long
+        _pylibc_handle.append(lib)
+    return _pylibc_handle[0]
+
+
+def single_threaded() -> bool:
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"Threads:"):
+                return int(line.split()[1]) == 1
+    return False

@@ -9,7 +9,6 @@ and a user given by name also gets the groups that list it in /etc/group.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from dockyard.errors import InvalidArgument, NotFound
 
@@ -17,13 +16,14 @@ MAX_ID = 2**32 - 2
 _MAX_FILE = 4 << 20
 
 
-@dataclass
 class User:
-    uid: int
-    gid: int
-    additional_gids: list[int] = field(default_factory=list)
-    home: str = "/"
-    name: str | None = None
+    def __init__(self, uid: int, gid: int, additional_gids: list[int] | None = None, home: str = "/",
+                 name: str | None = None) -> None:
+        self.uid, self.gid, self.additional_gids = uid, gid, list(additional_gids or [])
+        self.home, self.name = home, name
+
+    def __repr__(self) -> str:
+        return f"User(uid={self.uid}, gid={self.gid}, additional_gids={self.additional_gids}, home={self.home!r})"
 
 
 def _read_in_root(rootfs: str, path: str) -> list[list[str]]:

@@ -247,3 +247,76 @@ def test_import_bad_input(dy, tmp_path):
         result = dy(*args, check=False)
         assert result.returncode != 0 and b"Traceback" not in result.stderr, result.stderr
     assert store_listing(dy.root) == before
+
+
+def _oci_archive_with_layer(layer: bytes, media_type: str, path) -> None:
+    """An OCI image layout tar holding one image with the given (possibly compressed) layer."""
+    import hashlib
+
+    def digest(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    import zstandard
+
+    if media_type.endswith("zstd"):
+        raw = zstandard.ZstdDecompressor().decompress(layer)
+    elif media_type.endswith("gzip"):
+        raw = gzip.decompress(layer)
+    else:
+        raw = layer
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": [digest(raw)]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": digest(config), "size": len(config)},
+                           "layers": [{"mediaType": media_type, "digest": digest(layer), "size": len(layer)}]}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest),
+        "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "example.com/zstd:1"}}]}).encode()
+    with tarfile.open(path, "w") as tar:
+        for name, data in [("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", index)] + [
+                (f"blobs/sha256/{digest(d)[7:]}", d) for d in (config, manifest, layer)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_zstd_and_gzip_layers_load(dy, tmp_path):
+    import zstandard
+
+    from tests.image.layertar import LayerTar
+
+    layer = LayerTar().dir("etc").file("etc/hello", b"compressed layers work\n").bytes()
+    for media_type, data in (("application/vnd.oci.image.layer.v1.tar+zstd", zstandard.compress(layer)),
+                             ("application/vnd.oci.image.layer.v1.tar+gzip", gzip.compress(layer))):
+        archive = tmp_path / "img.tar"
+        _oci_archive_with_layer(data, media_type, archive)
+        fresh = CLI(tmp_path / media_type.rsplit("+", 1)[1])
+        assert fresh.out("load", "-i", str(archive)).strip() == "Loaded image: example.com/zstd:1"
+        fs = json.loads(fresh.out("image", "inspect", "example.com/zstd:1"))[0]["GraphDriver"]["Data"]
+        with open(os.path.join(fs.get("UpperDir") or fs["Dir"], "etc", "hello")) as f:
+            assert f.read() == "compressed layers work\n"
+        # Saving keeps the compressed blob as it came: the same digests come back out.
+        fresh("save", "-o", str(tmp_path / "again.tar"), "example.com/zstd:1")
+        names = set(tarfile.open(tmp_path / "again.tar").getnames())
+        assert {n for n in tarfile.open(archive).getnames() if n.startswith("blobs/sha256/")} <= names
+
+
+def test_plain_copy_storage_driver_end_to_end(tmp_path, busybox_archive):
+    """The vfs fallback: load, run (with a change), commit nothing, remove; same behaviour as overlay."""
+    from tests.conftest import stop_everything
+
+    cli = CLI(tmp_path / "vfsroot")
+    env = {"DOCKYARD_STORAGE_DRIVER": "vfs"}
+    try:
+        cli("load", "-i", str(busybox_archive), env=env)
+        assert (cli.root / "storage-driver").read_text().strip() == "vfs"
+        assert cli.out("run", "--name", "v1", "busybox", "sh", "-c", "echo data > /kept; cat /etc/group | head -1",
+                       env=env) == "root:x:0:\n"
+        cli("start", "-a", "v1", env=env)
+        assert cli.out("run", "--rm", "busybox", "cat", "/etc/passwd", env=env).startswith("root:")
+        cli("rm", "v1", env=env)
+        cli("rmi", "busybox", env=env)
+        assert list((cli.root / "blobs" / "sha256").iterdir()) == []
+    finally:
+        stop_everything(cli)

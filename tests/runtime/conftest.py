@@ -109,9 +109,9 @@ def run_ours(bundle: Path, state_root: str, cid: str | None = None, stdin: bytes
 
 def run_runc(bundle: Path, tmp_root: Path, cid: str | None = None) -> Result:
     cid = cid or new_id()
-    proc = subprocess.run([RUNC, "--root", str(tmp_root), "run", "-b", str(bundle), cid],
+    proc = subprocess.run([RUNC, "--root", str(tmp_root), "run", "-b", str(bundle), cid], check=False,
                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-    subprocess.run([RUNC, "--root", str(tmp_root), "delete", "-f", cid], capture_output=True)
+    subprocess.run([RUNC, "--root", str(tmp_root), "delete", "-f", cid], capture_output=True, check=False)
     return Result(proc.returncode, proc.stdout.decode(errors="replace"))
 
 

@@ -20,9 +20,10 @@ echo "== ulimit"; ulimit -n; ulimit -Hn; ulimit -u
 echo "== cwd"; pwd
 echo "== env"; env | grep -v '^SHLVL=' | sort
 echo "== umask"; umask
+echo "== oom"; cat /proc/self/oom_score_adj
 echo "== cgroup"; cat /proc/self/cgroup | sed 's/dyt-[0-9a-f]*/ID/'
 echo "== rootfs write"; (touch /rootfs-probe && echo writable && rm /rootfs-probe) 2>&1 | sed 's/.*: //'
-echo "== proc masks"; cat /proc/keys 2>&1 | wc -c; ls /sys/firmware | wc -l; (echo x > /proc/sys/kernel/domainname) 2>&1 | sed 's/.*: //'
+echo "== proc masks"; test -s /proc/keys && echo keys-visible || echo keys-masked; ls /sys/firmware | wc -l; (echo x > /proc/sys/kernel/domainname) 2>&1 | sed 's/.*: //'
 """
 
 
@@ -59,6 +60,7 @@ CASES = {
                              {"type": "RLIMIT_NPROC", "soft": 500, "hard": 600}]),
     "shm-and-tmpfs": dict(shm_size=8 << 20, tmpfs={"/scratch": "size=1m,mode=1770"}),
     "cgroupns": dict(cgroupns=True),
+    "oom-score-adj": dict(oom_score_adj=345),
     "privileged": dict(privileged=True),
 }
 

@@ -35,8 +35,11 @@ def mount_rootfs(engine, record: ContainerRecord) -> str:
     rootfs = os.path.join(bundle, "rootfs")
     os.makedirs(rootfs, exist_ok=True)
     if not linux.is_mountpoint(rootfs):
+        from dockyard.engine.rootfs_lock import rootfs_lock
+
         snapshots = engine.store.snapshots
-        snapshots.mount(snapshots.get(f"container/{record.id}"), rootfs)
+        with rootfs_lock(services.container_dir(record.id), record.id, wait=False):  # not while cp writes into it
+            snapshots.mount(snapshots.get(f"container/{record.id}"), rootfs)
     return rootfs
 
 
