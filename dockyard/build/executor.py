@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -44,6 +46,22 @@ if TYPE_CHECKING:
     from dockyard.engine.engine import Engine
     from dockyard.store.images import ImageRecord
     from dockyard.store.store import Lease
+
+
+@contextmanager
+def located(ins: Instruction) -> Iterator[None]:
+    """Errors raised while running `ins` name its file and line (`Dockerfile:7: unable to find user x`)."""
+    where = ins.location
+    try:
+        with at_instruction(where.path, where.line, where.end_line):
+            yield
+    except (DockerfileError, RunFailed):
+        raise
+    except DockyardError as e:
+        error = copy.copy(e)
+        error.message = f"{where}: {e.message}"
+        error.args = (error.message,)
+        raise error from None
 
 
 @dataclass
@@ -151,17 +169,32 @@ class Builder:
 
     # -- stages
     def _image(self, name: str) -> ImageRecord:
+        """A base (or --from) image: the local one; pulled when missing, or always with --pull."""
         if name in self.base_images:
             return self.base_images[name]
-        try:
-            image = self.images.resolve(name)
-        except NotFound:
-            raise NotFound(f"image {name!r} not found: dockyard build uses local images only (load, import or "
-                           f"bootstrap it first)") from None
-        if self.options.pull:
-            self.progress.warn(f"--pull: no registry client yet; using the local image {name}")
+        image = None
+        if not self.options.pull:
+            try:
+                image = self.images.resolve(name)
+            except NotFound:
+                pass
+        if image is None:
+            image = self._pull(name)
         self.base_images[name] = image
         return image
+
+    def _pull(self, name: str) -> ImageRecord:
+        from dockyard.registry.client.progress import PlainProgress
+        from dockyard.registry.client.progress import Progress as PullProgress
+        from dockyard.registry.client.pull import PullOptions, pull
+
+        self.progress.note(f"pulling {name}")
+        shown = PullProgress() if self.progress.quiet else PlainProgress(self.progress.text())
+        try:
+            results = pull(self.images, name, PullOptions(platform=str(self.plan.platform)), shown)
+        except (DockyardError, OSError) as e:
+            raise NotFound(f"image {name!r} is not here and could not be pulled: {e}") from None
+        return results[0].image
 
     def _resolve_bases(self, plan: BuildPlan) -> None:
         """Find every base image and add ONBUILD triggers, which may make more stages needed."""
@@ -179,7 +212,7 @@ class Builder:
                 triggers: list[str] = []
                 if sp.base.kind == "image":
                     assert sp.base.image is not None
-                    with at_instruction(sp.stage.from_.location.path, sp.stage.from_.line):
+                    with located(sp.stage.from_):
                         image = self._image(sp.base.image)
                     triggers = list(self.images.config_of(image).config.get("OnBuild") or [])
                 elif sp.base.kind == "stage":
@@ -223,18 +256,9 @@ class Builder:
             number += 1
             self.steps.cursor.number = number
             self.progress.step(number, total, ins.original)
-            where = ins.location
-            try:
-                with at_instruction(where.path, where.line, where.end_line):
-                    step = evaluate(ins, variables, escape=escape)
-                    self._execute(index, state, variables, step, ins)
-            except (DockerfileError, RunFailed):
-                raise
-            except DockyardError as e:  # e.g. an unknown --chown user: say which instruction
-                located = copy.copy(e)
-                located.message = f"{where}: {e.message}"
-                located.args = (located.message,)
-                raise located from None
+            with located(ins):
+                step = evaluate(ins, variables, escape=escape)
+                self._execute(index, state, variables, step, ins)
         self.results[index] = StageResult(state, variables)
         return number
 

@@ -73,6 +73,10 @@ class Progress:
     def note(self, text: str) -> None:
         self._line(f" ---> {text}")
 
+    def text(self) -> _Text:
+        """A text stream onto the output (for a pull's progress lines)."""
+        return _Text(self.out)
+
     def warn(self, text: str) -> None:
         self._line(f"[Warning] {text}")
 
@@ -84,3 +88,18 @@ class Progress:
         self._line(f"Successfully built {image_id[7:19]}")
         for tag in tags:
             self._line(f"Successfully tagged {tag}")
+
+
+class _Text:
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        self.out.write(text.encode("utf-8", "surrogateescape"))
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return False

@@ -20,8 +20,7 @@ def build_parser(p: ArgumentParser) -> None:
                                                                      "KEY to take it from the environment)")
     p.add_argument("--target", help="Set the target build stage to build")
     p.add_argument("--no-cache", action="store_true", help="Do not use cache when building the image")
-    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image "
-                                                       "(no registry client yet: uses the local image)")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
     p.add_argument("--label", action="append", default=[], help="Set metadata for an image")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress the build output and print image ID on "
                                                               "success")

@@ -176,14 +176,6 @@ def test_platform_flag_accepts_only_the_host(context, build, dy):
     assert code != 0 and "platform" in err
 
 
-def test_pull_uses_the_local_image_and_missing_base_is_an_error(context, build):
-    ctx = context("FROM busybox:latest\n")
-    _, out, _ = build(ctx, "--pull", "-t", "pulled:1")
-    assert "--pull" in out
-    code, _, err = build(context("FROM nosuch/image:1\n"), check=False)
-    assert code != 0 and "nosuch/image:1" in err and "not found" in err
-
-
 def test_the_vfs_driver_builds_too(dy, busybox_archive, context, tmp_path):
     from tests.build.imagefs import layer_digests, layer_entries
     from tests.conftest import CLI, stop_everything
