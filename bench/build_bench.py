@@ -45,6 +45,9 @@ def dockyard_wrapper(work: str) -> str:
     shutil.rmtree(code, ignore_errors=True)
     shutil.copytree(os.path.join(REPO, "dockyard"), os.path.join(code, "dockyard"),
                     ignore=shutil.ignore_patterns("__pycache__"))
+    # Byte-compiled, as an installed package is (PYTHONDONTWRITEBYTECODE would otherwise make every command
+    # compile its modules again).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", code], check=True)
     path = os.path.join(work, "bin", "dockyard")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:

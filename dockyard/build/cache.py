@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 import os
+import struct
 import time
 import zlib
 from collections.abc import Iterator, MutableMapping
@@ -158,45 +158,59 @@ def unpack_files(data: bytes) -> dict[str, str]:
 
 DigestKey = tuple[int, int, int, int, int]
 MAX_KEPT = 200_000
+_MAGIC = b"dockyard-digests-1\n"
+_KEY = struct.Struct("<QQqqq")  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+_RECORD = _KEY.size + 32  # + the sha256
 
 
 class DigestMemo(MutableMapping[DigestKey, str]):
-    """The DigestCache `hashing` takes (inode, size, mtime, ctime -> sha256), loaded from and saved to a file
-    under the root, so an unchanged context is never read again. Entries not used by a build are dropped once
-    the file holds more than MAX_KEPT."""
+    """The DigestCache `hashing` takes (device, inode, size, mtime, ctime -> sha256 hex), loaded from and
+    saved to a file under the root, so an unchanged context is never read again. The file is fixed-size
+    records (no pickle: loading it runs no code); entries a build did not use are dropped once it holds more
+    than MAX_KEPT."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._data: dict[DigestKey, str] = {}
-        self._used: set[DigestKey] = set()
+        self._data: dict[bytes, bytes] = {}
+        self._used: set[bytes] = set()
         self._dirty = False
         try:
             with open(path, "rb") as f:
-                loaded = marshal.load(f)
-            if isinstance(loaded, dict):
-                self._data = loaded
-        except (OSError, EOFError, ValueError, TypeError):
-            pass
+                blob = f.read()
+        except OSError:
+            return
+        if blob.startswith(_MAGIC) and (len(blob) - len(_MAGIC)) % _RECORD == 0:
+            n, k = len(_MAGIC), _KEY.size
+            self._data = {blob[i:i + k]: blob[i + k:i + _RECORD] for i in range(n, len(blob), _RECORD)}
+
+    @staticmethod
+    def _key(key: DigestKey) -> bytes:
+        return _KEY.pack(*key)
 
     def __getitem__(self, key: DigestKey) -> str:
-        value = self._data[key]
-        self._used.add(key)
-        return value
+        packed = self._key(key)
+        value = self._data[packed]
+        self._used.add(packed)
+        return value.hex()
 
     def __contains__(self, key: object) -> bool:
-        return key in self._data
+        try:
+            return self._key(key) in self._data  # type: ignore[arg-type]
+        except (TypeError, struct.error):
+            return False
 
     def __setitem__(self, key: DigestKey, value: str) -> None:
-        self._data[key] = value
-        self._used.add(key)
+        packed = self._key(key)
+        self._data[packed] = bytes.fromhex(value)
+        self._used.add(packed)
         self._dirty = True
 
     def __delitem__(self, key: DigestKey) -> None:
-        del self._data[key]
+        del self._data[self._key(key)]
         self._dirty = True
 
     def __iter__(self) -> Iterator[DigestKey]:
-        return iter(self._data)
+        return (_KEY.unpack(k) for k in self._data)  # type: ignore[misc]
 
     def __len__(self) -> int:
         return len(self._data)
@@ -211,7 +225,7 @@ class DigestMemo(MutableMapping[DigestKey, str]):
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with open(tmp, "wb") as f:
-                marshal.dump(data, f)
+                f.write(_MAGIC + b"".join(k + v for k, v in data.items()))
             os.rename(tmp, self.path)  # a lost update only costs re-reading some files
         except OSError:
             try:

@@ -84,12 +84,14 @@ class Sandbox:
 
 
 def _delete_runtime_state(state_root: str) -> None:
-    from dockyard.runtime import container
-
     try:
         ids = [name for name in os.listdir(state_root) if not name.startswith(".")]
     except FileNotFoundError:
         return
+    if not ids:
+        return
+    from dockyard.runtime import container
+
     for cid in ids:
         try:
             container.delete(cid, state_root, force=True)

@@ -17,7 +17,6 @@ from dockyard.build.archives import is_archive, unpack
 from dockyard.build.contentsum import Files, plan_digest
 from dockyard.build.copier import Ownership, TreeWriter
 from dockyard.build.errors import DockerfileError
-from dockyard.build.fetch import check_checksum, download
 from dockyard.build.hashing import DigestCache
 from dockyard.build.instructions import Add, Copy
 from dockyard.build.sandbox import Sandbox
@@ -67,6 +66,8 @@ def prepare(ins: Copy | Add, workdir: str, tree: SourceTree | None, sandbox: San
     chmod = parse_chmod(ins.chmod) if ins.chmod else None
     groups: list[Group] = []
     if isinstance(ins, Add):
+        from dockyard.build.fetch import check_checksum
+
         checksum = check_checksum(ins.checksum)
         for src in ins.sources:
             groups += _add_source(src, dest, tree, ins, sandbox, checksum)
@@ -100,6 +101,8 @@ def _add_source(src: str, dest: Destination, tree: SourceTree | None, ins: Add, 
     if kind == "git":
         raise DockerfileError("ADD from a git repository is not supported by dockyard build")
     if kind == "url":
+        from dockyard.build.fetch import download  # urllib costs start-up time: only when a URL is added
+
         directory = sandbox.new_dir("download", tmp=True)
         path, _ = download(src, directory, checksum)
         fetched = SourceTree(directory)
