@@ -141,17 +141,15 @@ def _record(row: Any) -> CacheRecord:
 
 
 def pack_files(files: list[tuple[str, str]]) -> bytes:
-    text = "".join(f"{path}\0{digest}\n" for path, digest in files)
-    return zlib.compress(text.encode("utf-8", "surrogateescape"), 3)
+    text = json.dumps(files, separators=(",", ":"), ensure_ascii=True)  # any file name survives
+    return zlib.compress(text.encode(), 3)
 
 
 def unpack_files(data: bytes) -> dict[str, str]:
-    out = {}
-    for line in zlib.decompress(data).decode("utf-8", "surrogateescape").split("\n"):
-        if line:
-            path, _, digest = line.partition("\0")
-            out[path] = digest
-    return out
+    try:
+        return {path: digest for path, digest in json.loads(zlib.decompress(data))}
+    except (ValueError, TypeError, zlib.error):
+        return {}
 
 
 # -- content digests of context files, kept across builds -----------------------------------------------------
