@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.build.cache import BuildCache, CacheRecord, DigestMemo, pack_files, slot_key, step_key, unpack_files
+from dockyard.build.cache import (
+    BuildCache,
+    CacheRecord,
+    DigestMemo,
+    pack_files,
+    slot_key,
+    step_key,
+    unpack_files,
+)
 from dockyard.build.contentsum import plan_digest
 from dockyard.build.copier import apply_symbolic_mode
 from dockyard.build.explain import explain_miss
