@@ -37,5 +37,15 @@ fi
 # An editable install, so the command always runs this checkout's code; 'compat' mode keeps start-up fast.
 "$VENV/bin/pip" install -q -e '.[test]' --config-settings editable_mode=compat
 "$VENV/bin/python" -m compileall -q dockyard >/dev/null
+# A leaner launcher than pip's console script, which imports `re` (~5 ms) and processes site-packages' .pth
+# files (~2 ms) on every command: start without `site` (-S) and put the two directories on the path directly.
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cat > "$VENV/bin/dockyard" <<LAUNCHER
+#!$VENV/bin/python3 -S
+import sys
+sys.path[1:1] = ["$PWD", "$SITE"]
+from dockyard.cli.main import main
+sys.exit(main())
+LAUNCHER
 ln -sf "$VENV/bin/dockyard" /usr/local/bin/dockyard
 echo "dockyard installed: $(dockyard --version)"
