@@ -25,6 +25,7 @@ from dockyard.build.sandbox import Sandbox
 from dockyard.errors import DockyardError
 from dockyard.runtime import syscalls
 
+CGROUP_PARENT = "/dockyard-build"  # RUN containers' cgroups: <hierarchy>/dockyard-build/<container id>
 _IN_ROOT = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08

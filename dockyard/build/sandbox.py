@@ -97,6 +97,20 @@ def _delete_runtime_state(state_root: str) -> None:
             container.delete(cid, state_root, force=True)
         except Exception:  # noqa: BLE001, S110 - cleanup goes on; the directory goes below anyway
             pass
+        _remove_cgroups(cid)
+
+
+def _remove_cgroups(cid: str) -> None:
+    """The runtime makes a container's cgroups before it records them in its state: a build killed in between
+    leaves cgroups no state names. Their paths follow from the id (see run_step.CGROUP_PARENT)."""
+    from dockyard.build.run_step import CGROUP_PARENT
+    from dockyard.runtime import cgroups
+
+    try:
+        dirs = cgroups.resolve_paths(f"{CGROUP_PARENT}/{cid}", cid, cgroups.hierarchies())
+        cgroups.remove([d for d in dirs.values() if os.path.isdir(d)], timeout=0.5)
+    except Exception:  # noqa: BLE001, S110 - best effort: an empty cgroup costs nothing
+        pass
 
 
 def _mounts_below(path: str) -> list[str]:

@@ -29,14 +29,19 @@ from dockyard.build.network import run_network
 from dockyard.build.plan import SourceRef
 from dockyard.build.progress import Progress
 from dockyard.build.run_mounts import Secret, prepare_mounts
-from dockyard.build.run_step import DEFAULT_TARGETS, RunFailed, RunSpec, StubCleaner, run_container
+from dockyard.build.run_step import (
+    CGROUP_PARENT,
+    DEFAULT_TARGETS,
+    RunFailed,
+    RunSpec,
+    StubCleaner,
+    run_container,
+)
 from dockyard.build.sandbox import Sandbox
 from dockyard.build.tree import SourceTree
 from dockyard.build.variables import PROXY_ARGS, StageVariables
 from dockyard.image.model import Descriptor
 from dockyard.timeutil import rfc3339
-
-CGROUP_PARENT = "/dockyard-build"
 
 TreeFor = Callable[[SourceRef], SourceTree | None]
 

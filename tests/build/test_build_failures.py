@@ -74,9 +74,9 @@ def test_sigkill_midway_leaves_the_store_consistent(context, build, dy):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
     seen = b""
     deadline = time.monotonic() + 60
-    while b"started" not in seen and time.monotonic() < deadline:
+    while b"\nstarted\n" not in seen and time.monotonic() < deadline:  # the command's output, not its step line
         seen += proc.stdout.read1(4096)  # type: ignore[union-attr]
-    assert b"started" in seen
+    assert b"\nstarted\n" in seen
     container = seen.decode().rsplit("Running in ", 1)[1].split()[0]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -107,3 +107,21 @@ def _sleepers() -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def test_a_kill_at_any_moment_leaves_no_cgroup_or_state(context, build, dy):
+    """Killed at varying points (before, during and after its RUN container is made), a build leaves nothing
+    that the next build does not clean up."""
+    ctx = context("FROM busybox:latest\nRUN sleep 318\n")
+    cmd = [sys.executable, "-m", "dockyard", "--root", str(dy.root), "build", "--no-cache", str(ctx)]
+    names = []
+    for delay in (0.3, 0.4, 0.5, 0.6, 0.8):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        out = proc.communicate()[0].decode()
+        if "Running in " in out:
+            names.append(out.rsplit("Running in ", 1)[1].split()[0])
+    build(context("FROM busybox:latest\n"), "-t", "after:1")
+    for name in names:
+        assert _leftovers(dy.root, name) == {}
