@@ -89,6 +89,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("image", "load"): ("image_cmds", "load", "Load an image from a tar archive or STDIN"),
     ("image", "prune"): ("image_cmds", "prune", "Remove unused images"),
     ("image", "bootstrap"): ("image_cmds", "bootstrap", "Make a base image from a template (busybox, debian)"),
+    ("build",): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("image", "build"): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("builder", "build"): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("builder", "prune"): ("build_cmds", "builder_prune", "Remove build cache"),
     ("pull",): ("registry_cmds", "pull", "Download an image from a registry"),
     ("push",): ("registry_cmds", "push", "Upload an image to a registry"),
     ("login",): ("registry_cmds", "login", "Log in to a registry"),
@@ -101,6 +105,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
 }
 GROUPS = {
+    "builder": "Manage builds",
     "container": "Manage containers",
     "image": "Manage images",
     "registry": "Run a registry of your own",
