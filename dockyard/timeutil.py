@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 
 def rfc3339(timestamp: float | None = None) -> str:
@@ -16,6 +15,8 @@ def parse_rfc3339(text: str | None) -> float | None:
     """Seconds since the epoch, or None for an empty or unreadable time."""
     if not text:
         return None
+    from datetime import datetime  # here: most commands never parse a time
+
     try:
         main, _, rest = text.partition(".")
         if rest:

@@ -34,4 +34,19 @@ Modules, one job each:
   `gomatch` -- Go's filepath.Match; `hashing` -- content digests for the cache key
 * `commandline` -- RUN argv (heredocs included) and Cmd/Entrypoint values; `config_values` -- ports,
   stop signals, workdirs
+
+The back half (running a build; `Builder` in `executor` is the entry point):
+
+* `executor` -- stages in order, bases and ONBUILD triggers, the image committed with its tags
+* `buildstate` -- a stage's layers, config and history; `config_steps` -- instructions that only change the
+  config, and history's `created_by` words
+* `steps` -- RUN/COPY/ADD/WORKDIR through the cache; `cache` -- cache records and keys, the memo of file
+  digests; `explain` -- why a step missed the cache; `prune` -- `builder prune`
+* `layers` -- writable snapshots committed in place as layers, read-only views of stages
+* `run_step` -- a RUN container in-process, mount stubs kept out of layers; `run_mounts` -- RUN --mount;
+  `network` -- the RUN network seam
+* `transfer` -- COPY/ADD sources and their digest; `copier` -- writing them into a rootfs; `archives` --
+  ADD's local tarballs; `fetch` -- ADD <url>; `contentsum` -- digests with per-file detail
+* `sandbox` -- the build's private mount namespace, scratch dirs, recovery after a killed build;
+  `progress` -- what a build prints
 """

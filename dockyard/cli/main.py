@@ -98,6 +98,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("network", "prune"): ("network_cmds", "prune", "Remove all unused networks"),
     ("network", "connect"): ("network_cmds", "connect", "Connect a container to a network"),
     ("network", "disconnect"): ("network_cmds", "disconnect", "Disconnect a container from a network"),
+    ("build",): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("image", "build"): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("builder", "build"): ("build_cmds", "build", "Build an image from a Dockerfile"),
+    ("builder", "prune"): ("build_cmds", "builder_prune", "Remove build cache"),
     ("pull",): ("registry_cmds", "pull", "Download an image from a registry"),
     ("push",): ("registry_cmds", "push", "Upload an image to a registry"),
     ("login",): ("registry_cmds", "login", "Log in to a registry"),
@@ -110,6 +114,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str, str]] = {
     ("system", "prune"): ("system_cmds", "system_prune", "Remove unused data"),
 }
 GROUPS = {
+    "builder": "Manage builds",
     "container": "Manage containers",
     "image": "Manage images",
     "network": "Manage networks",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
 
 from dockyard.timeutil import human_duration
 
@@ -45,7 +44,7 @@ def go_time(timestamp: float | None) -> str:
     """Go's time.Time String() as Docker prints CreatedAt: 2024-01-02 15:04:05 +0000 UTC."""
     if timestamp is None:
         return "0001-01-01 00:00:00 +0000 UTC"
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+    return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(timestamp))
 
 
 def _template_source(fmt: str) -> str:

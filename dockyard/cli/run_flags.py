@@ -5,23 +5,26 @@ Every value is checked here, before anything is created: a bad size, port or mou
 
 from __future__ import annotations
 
-import json
 import os
-import re
 
 from dockyard.cli.flags import REMAINDER, ArgumentParser, Namespace
 from dockyard.errors import InvalidArgument
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?", re.I)
+UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
 def parse_size(text: str, flag: str) -> int:
-    """Docker's RAMInBytes: 512, 512k, 64m, 1.5g (binary units)."""
-    m = _SIZE.fullmatch(text.strip())
-    if not m:
+    """Docker's RAMInBytes: 512, 512k, 64m, 1.5g, 2GiB (binary units)."""
+    value = text.strip().lower()
+    for suffix in ("ib", "b"):
+        if value.endswith(suffix) and len(value) > len(suffix):
+            value = value[: -len(suffix)]
+            break
+    unit = value[-1:] if value[-1:] in UNITS else ""
+    number = value[: len(value) - len(unit)].strip()
+    if not number or not number.replace(".", "", 1).isdigit():
         raise InvalidArgument(f"invalid argument {text!r} for \"{flag}\" flag: invalid size: '{text}'")
-    unit = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}[m.group(2).lower()]
-    return int(float(m.group(1)) * unit)
+    return int(float(number) * UNITS[unit])
 
 
 def add_run_flags(p: ArgumentParser) -> None:
@@ -277,6 +280,8 @@ def _security_opts(values: list[str]) -> list[str]:
         if not sep:
             key, sep, val = value.partition(":")
         if key == "seccomp" and val and val != "unconfined":
+            import json
+
             try:
                 with open(val) as f:
                     val = json.dumps(json.load(f))  # the docker CLI sends the profile itself

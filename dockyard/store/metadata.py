@@ -81,6 +81,28 @@ CREATE TABLE volumes (
     data      TEXT NOT NULL                -- JSON: Labels, Options
 );
 """, """
+CREATE TABLE build_cache (                 -- what a build step made, to reuse it (see dockyard.build.cache)
+    key         TEXT PRIMARY KEY,          -- sha256 of the step: its parent layer chain and its inputs
+    kind        TEXT NOT NULL,             -- 'layer' (a step's result) or 'image' (an image's creation time)
+    slot        TEXT,                      -- sha256 of (parent chain, instruction as written): explains misses
+    parent      TEXT,                      -- chain id the step ran on ('' for none)
+    diff_id     TEXT,                      -- the layer it made; NULL when it changed nothing
+    blob        TEXT,                      -- the layer's blob (kept alive by this row)
+    size        INTEGER NOT NULL DEFAULT 0,
+    media_type  TEXT,
+    chain_id    TEXT,                      -- parent chain + this layer: the snapshot this row keeps alive
+    created     TEXT NOT NULL,             -- history 'created' of the step (RFC 3339)
+    last_used   REAL NOT NULL,
+    description TEXT NOT NULL,             -- the instruction, for listings and explanations
+    inputs      TEXT NOT NULL              -- JSON: the step's inputs, compared when a later build misses
+);
+CREATE INDEX build_cache_slot ON build_cache(slot);
+CREATE INDEX build_cache_description ON build_cache(description);
+CREATE TABLE build_cache_files (           -- per-file digests of a COPY/ADD step's sources (zlib'd lines)
+    key  TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+""", """
 CREATE TABLE networks (
     id       TEXT PRIMARY KEY,             -- 64 hex
     name     TEXT NOT NULL UNIQUE,
@@ -110,11 +132,15 @@ class Database:
         self._migrate()
 
     def _migrate(self) -> None:
-        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        # A newer dockyard's database (a higher version) is left alone: never downgrade the version, or the
+        # newer code would run its migrations again.
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return
         self.conn.execute("PRAGMA journal_mode = WAL")
         with self.write():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return
             for script in MIGRATIONS[version:]:
                 for statement in _statements(script):
                     self.conn.execute(statement)

@@ -133,12 +133,14 @@ class Store:
             ingest = list(self.blobs.ingest_files())
             with self.db.read() as conn:
                 live_blobs = {r[0] for r in conn.execute(
-                    "SELECT digest FROM image_blobs UNION SELECT key FROM lease_items WHERE kind = 'blob'")}
+                    "SELECT digest FROM image_blobs UNION SELECT key FROM lease_items WHERE kind = 'blob' "
+                    "UNION SELECT blob FROM build_cache WHERE blob IS NOT NULL")}
                 live_pids = {r[0] for r in conn.execute("SELECT pid FROM leases")}
                 roots = {r[0] for r in conn.execute(
                     "SELECT chain_id FROM images WHERE chain_id IS NOT NULL "
                     "UNION SELECT key FROM lease_items WHERE kind = 'snapshot' "
-                    "UNION SELECT key FROM snapshots WHERE kind = 'active' AND key LIKE 'container/%'")}
+                    "UNION SELECT key FROM snapshots WHERE kind = 'active' AND key LIKE 'container/%' "
+                    "UNION SELECT chain_id FROM build_cache WHERE chain_id IS NOT NULL")}
                 rows = conn.execute("SELECT id, key, parent FROM snapshots").fetchall()
             for digest in present:
                 if digest not in live_blobs:

@@ -445,3 +445,20 @@ def test_tty_exit_code(dy, busybox):
         assert proc.wait(timeout=15) == 6
     finally:
         os.close(master)
+
+
+def test_monitor_shutdown_cleans_up_its_containers(dy, busybox):
+    marker = unique_sleep()
+    cid = dy.out("run", "-d", "busybox", "sleep", marker).strip()
+    assert mounts(str(dy.root))
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(dy.root / "run" / "monitor.sock"))
+        s.sendall(json.dumps({"op": "shutdown"}).encode() + b"\n")
+        s.recv(100)
+    wait_for(lambda: not (dy.root / "run" / "monitor.sock").exists())
+    time.sleep(0.2)
+    assert mounts(str(dy.root)) == [] and cgroups(cid) == [] and not running_sleep(marker)
+    s = state(dy, cid)
+    assert not s["Running"] and s["ExitCode"] == 137

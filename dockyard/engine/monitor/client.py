@@ -91,10 +91,12 @@ class MonitorClient:
         if monitor_alive(self.run_root):
             return  # starting up, or about to exit: the connect loop retries
         log = open(os.path.join(self.run_root, "monitor.log"), "ab")
-        # The monitor runs this very code (a work tree's, not whatever is installed): it starts in "/".
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
-                                                                          os.environ.get("PYTHONPATH")]))}
+        # The monitor runs the very code this command runs (another checkout or version may be installed).
+        import dockyard
+
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dockyard.__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", "--root", self.root],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
                          cwd="/", env=env)

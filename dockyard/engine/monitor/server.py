@@ -207,6 +207,7 @@ class Monitor:
                         _log(f"error in a timer: {e!r}")
             if self._idle() and now - self.last_activity > self.idle_timeout:
                 break
+        self._stop_all()
         self.listener.close()
         try:
             self.engine.networks.stop_in_monitor()  # bridges, NAT rules, DNS sockets go with the monitor
@@ -216,6 +217,24 @@ class Monitor:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+
+    def _stop_all(self) -> None:
+        """On the way out: the containers would die with us anyway (PDEATHSIG), so finish them properly now
+        and clean up after them (mounts, cgroups, network), rather than leave that to the next monitor."""
+        for running in list(self.running.values()):
+            running.manual_stop = True
+            self._signal(running, signal.SIGKILL)
+            if running.status is None:
+                try:
+                    _, running.status = os.waitpid(running.pid, 0)
+                except ChildProcessError:
+                    running.status = signal.SIGKILL
+                try:
+                    self.unregister(running.pidfd)
+                    os.close(running.pidfd)
+                except OSError:
+                    pass
+            self._finalize(running)
 
     def _idle(self) -> bool:
         busy = self.running or self.execs or self.clients or self.pending_restarts
