@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -199,7 +201,9 @@ def test_first_connection_never_waits_for_a_retransmit(dy, busybox):
     """A published port answers as soon as the server listens, even on a busy machine: the container's
     link must be able to carry the first ARP exchange (a lost one costs a one-second retransmit)."""
     port = free_port()
-    hogs = [subprocess.Popen(["timeout", "60", "sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    # Own process groups, killed whole at the end: killing `timeout` alone would orphan its busy child.
+    hogs = [subprocess.Popen(["timeout", "60", "sh", "-c", "while :; do :; done"], start_new_session=True)
+            for _ in range(2)]
     try:
         for _ in range(20):
             started = time.monotonic()
@@ -215,5 +219,5 @@ def test_first_connection_never_waits_for_a_retransmit(dy, busybox):
             dy("rm", "-f", "quick")
     finally:
         for hog in hogs:
-            hog.kill()
+            os.killpg(hog.pid, signal.SIGKILL)
             hog.wait()
