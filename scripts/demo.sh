@@ -10,7 +10,12 @@ dockyard image inspect --format '{{.Id}} {{.Config.Cmd}} {{.RootFS.Layers}}' bus
 dockyard save -o /tmp/dockyard-busybox.tar busybox
 dockyard load -i /tmp/dockyard-busybox.tar
 dockyard run --rm busybox sh -c 'echo "hello from $(hostname), pid $$"'
-dockyard run -d --name demo-sleeper busybox sleep 300
-dockyard exec demo-sleeper ps
+# Build the example web site from its Dockerfile, run it with a published port, ask it over HTTP.
+dockyard build -t hello-web examples/hello-web
+dockyard rm -f demo-web >/dev/null 2>&1 || true
+dockyard run -d --name demo-web -p 127.0.0.1:8080:80 hello-web
 dockyard ps
-dockyard rm -f demo-sleeper
+for _ in $(seq 50); do curl -fsS http://127.0.0.1:8080/ && break; sleep 0.1; done
+dockyard exec demo-web cat /www/built.txt
+dockyard logs demo-web
+dockyard rm -f demo-web

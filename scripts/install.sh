@@ -18,7 +18,7 @@ APT_PACKAGES=(
   hyperfine        # benchmarks
   tini             # --init
   nftables         # nft and libnftables: NAT and published ports
-  zstd tar gzip ca-certificates
+  curl zstd tar gzip ca-certificates
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
