@@ -90,6 +90,23 @@ def busybox(dy: CLI, busybox_archive: Path) -> str:
     return "busybox:latest"
 
 
+@pytest.fixture(scope="session")
+def debian_archive(tmp_path_factory) -> Path:
+    """debian:bookworm from `image bootstrap debian` (debootstrap, a minute or so), made once per session."""
+    root = tmp_path_factory.mktemp("debian-root")
+    cli = CLI(root)
+    cli("image", "bootstrap", "debian", timeout=1800)
+    archive = root.parent / "debian.tar"
+    cli("save", "-o", str(archive), "debian:bookworm")
+    return archive
+
+
+@pytest.fixture
+def debian(dy: CLI, debian_archive: Path) -> str:
+    dy("load", "-i", str(debian_archive))
+    return "debian:bookworm"
+
+
 @pytest.fixture
 def engine(root: Path):
     from dockyard.engine.engine import Engine

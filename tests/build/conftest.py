@@ -43,22 +43,3 @@ def _this_checkout_everywhere(monkeypatch):
     from tests.conftest import REPO
 
     monkeypatch.setenv("PYTHONPATH", str(REPO))
-
-
-@pytest.fixture(scope="session")
-def debian_archive(tmp_path_factory) -> Path:
-    """debian:bookworm, bootstrapped once per session (about a minute) and saved for the tests to load."""
-    from tests.conftest import CLI
-
-    root = tmp_path_factory.mktemp("debian-root")
-    cli = CLI(root)
-    cli("image", "bootstrap", "debian", timeout=1800)
-    archive = root.parent / "debian.tar"
-    cli("save", "-o", str(archive), "debian:bookworm")
-    return archive
-
-
-@pytest.fixture
-def debian(dy, debian_archive) -> str:
-    dy("load", "-i", str(debian_archive))
-    return "debian:bookworm"

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from tests.conftest import CLI
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def debian_archive(tmp_path_factory) -> Path:
-    """debian:bookworm from `image bootstrap debian` (debootstrap, about 30 s), saved once."""
-    root = tmp_path_factory.mktemp("debian-root")
-    cli = CLI(root)
-    cli("image", "bootstrap", "debian", timeout=900)
-    archive = root.parent / "debian.tar"
-    cli("save", "-o", str(archive), "debian:bookworm")
-    return archive
-
-
-def test_apt_in_a_debian_container(dy, debian_archive):
-    dy("load", "-i", str(debian_archive))
+def test_apt_in_a_debian_container(dy, debian):
     script = "apt-get update -q && apt-get install -y -q --no-install-recommends hello && hello"
     out = dy.out("run", "--rm", "debian:bookworm", "sh", "-c", script, timeout=600)
     assert "Hello, world!" in out
