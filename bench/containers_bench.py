@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # this checkout's dockyard package
 ANCHORS = os.environ.get("ANCHORS", os.path.join(HERE, "..", "..", "shared", "bench", "anchors"))
 ENGINES = {"dockyard": "dockyard", "docker": "docker", "podman": "podman --runtime runc"}
 RESULTS = os.path.join(HERE, "results")
