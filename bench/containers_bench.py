@@ -42,7 +42,6 @@ def available(name: str) -> bool:
 
 def stop_idle_monitor() -> None:
     """Ask the default root's monitor to exit, when it has no running container (it exits; nothing is lost)."""
-    import socket
 
     from dockyard.config import DEFAULT_ROOT, run_root
     from dockyard.engine.monitor.endpoint import socket_path
@@ -50,11 +49,10 @@ def stop_idle_monitor() -> None:
     if subprocess.run(["dockyard", "ps", "-q"], capture_output=True, text=True).stdout.strip():
         print("note: containers are running in the default root; the monitor stays and S7 will not count it")
         return
+    from dockyard.engine.monitor import protocol
+
     try:
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(socket_path(run_root(os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT)))
-            s.sendall(json.dumps({"op": "shutdown"}).encode() + b"\n")
-            s.recv(100)
+        protocol.request(socket_path(run_root(os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT)), {"op": "shutdown"})
     except OSError:
         pass
 

@@ -61,14 +61,10 @@ def stop_everything(cli: CLI) -> None:
         cli("rm", "-f", *ids, check=False)
     sock = cli.root / "run" / "monitor.sock"
     if sock.exists():
-        import json
-        import socket
+        from dockyard.engine.monitor import protocol
 
         try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(sock))
-                s.sendall(json.dumps({"op": "shutdown"}).encode() + b"\n")
-                s.recv(100)
+            protocol.request(str(sock), {"op": "shutdown"})
         except OSError:
             pass
 

@@ -7,7 +7,6 @@ keys (Ctrl-P Ctrl-Q) leave the container running.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -69,7 +68,7 @@ def pump(stream, tty: bool, stdin: bool, sig_proxy: bool = True, detach_keys: by
         elif sig_proxy:
             def proxy(signum, _frame):
                 try:
-                    stream.send(protocol.EVENT, json.dumps({"op": "kill", "signal": signum}).encode())
+                    stream.send(protocol.EVENT, protocol.encode({"op": "kill", "signal": signum}))
                 except OSError:
                     pass
             for sig in PROXIED_SIGNALS:
@@ -84,7 +83,7 @@ def pump(stream, tty: bool, stdin: bool, sig_proxy: bool = True, detach_keys: by
                 err.write(payload)
                 err.flush()
             elif kind == protocol.EVENT:
-                value = json.loads(payload)
+                value = protocol.decode(payload)
                 if "exit" in value:
                     return int(value["exit"])
         return None if detached.is_set() else 0

@@ -451,12 +451,9 @@ def test_monitor_shutdown_cleans_up_its_containers(dy, busybox):
     marker = unique_sleep()
     cid = dy.out("run", "-d", "busybox", "sleep", marker).strip()
     assert mounts(str(dy.root))
-    import socket
+    from dockyard.engine.monitor import protocol
 
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(dy.root / "run" / "monitor.sock"))
-        s.sendall(json.dumps({"op": "shutdown"}).encode() + b"\n")
-        s.recv(100)
+    protocol.request(str(dy.root / "run" / "monitor.sock"), {"op": "shutdown"})
     wait_for(lambda: not (dy.root / "run" / "monitor.sock").exists())
     time.sleep(0.2)
     assert mounts(str(dy.root)) == [] and cgroups(cid) == [] and not running_sleep(marker)

@@ -104,11 +104,10 @@ def stop_monitor(cli: CLI) -> None:
     lock = cli.root / "run" / "monitor.lock"
     pid = int(lock.read_text() or 0) if lock.exists() else 0
     if sock_path.exists():
+        from dockyard.engine.monitor import protocol
+
         try:
-            with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(sock_path))
-                s.sendall(b'{"op": "shutdown"}\n')
-                s.recv(100)
+            protocol.request(str(sock_path), {"op": "shutdown"})
         except OSError:
             pass
     if pid:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sys
 import time
 
@@ -30,7 +28,7 @@ def raise_for(reply: dict) -> dict:
 class Stream:
     """A connection after its first reply: frames from the monitor, frames to it."""
 
-    def __init__(self, sock: socket.socket, buffer: bytearray, reply: dict, fds: list[int]) -> None:
+    def __init__(self, sock, buffer: bytearray, reply: dict, fds: list[int]) -> None:
         self.sock, self.buffer, self.reply, self.fds = sock, buffer, reply, fds
 
     def frames(self):
@@ -53,7 +51,7 @@ class Stream:
         """Read until the exit event; its code."""
         for stream, payload in self.frames():
             if stream == protocol.EVENT:
-                value = json.loads(payload)
+                value = protocol.decode(payload)
                 if "exit" in value:
                     return int(value["exit"])
         raise HostError("the monitor closed the connection before the process exited")
@@ -68,15 +66,13 @@ class MonitorClient:
         self.run_root = run_root
         self.path = socket_path(run_root)
 
-    def _connect(self) -> socket.socket:
+    def _connect(self):
         deadline = None
         while True:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                sock.connect(self.path)
-                return sock
+                return protocol.connect(self.path)
             except (FileNotFoundError, ConnectionRefusedError):
-                sock.close()
+                pass
             if deadline is None:
                 self._spawn()
                 deadline = time.monotonic() + START_TIMEOUT

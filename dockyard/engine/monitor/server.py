@@ -16,7 +16,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from typing import Any, Callable
@@ -87,7 +86,7 @@ class Client:
             finally:
                 self.sock.setblocking(False)
         else:
-            self.send(json.dumps(message).encode() + b"\n")
+            self.send(protocol.message(message))
         if then_close:
             self.finish()
 
@@ -307,24 +306,25 @@ class Monitor:
         except OSError:
             client.close()
             return
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                count = len(payload) // 4
-                client.fds.extend(struct.unpack(f"{count}i", payload[: count * 4]))
+        client.fds.extend(protocol.received_fds(ancdata))
         if not data:
             client.close()
             return
         client.inbuf += data
         if not client.handled:
-            if b"\n" not in client.inbuf:
-                if len(client.inbuf) > protocol.MAX_MESSAGE:
-                    client.close()
+            if len(client.inbuf) < protocol.HEADER.size:
                 return
-            line, _, rest = bytes(client.inbuf).partition(b"\n")
-            client.inbuf = bytearray(rest)
+            kind, size = protocol.HEADER.unpack_from(client.inbuf)
+            if kind != protocol.MESSAGE or size > protocol.MAX_MESSAGE:
+                client.close()  # not one of ours
+                return
+            if len(client.inbuf) < protocol.HEADER.size + size:
+                return
+            payload = bytes(client.inbuf[protocol.HEADER.size:protocol.HEADER.size + size])
+            del client.inbuf[:protocol.HEADER.size + size]
             client.handled = True
             try:
-                request = json.loads(line)
+                request = protocol.decode(payload)
                 self._dispatch(client, request)
             except DockyardError as e:
                 client.reply({"error": e.message, "status": e.http_status, "code": getattr(e, "exit_code", 1),
@@ -376,7 +376,7 @@ class Monitor:
                 self.engine.containers.destroy(self.engine.containers.records.get(record.id), volumes=True)
             e.phase = "start"  # type: ignore[attr-defined]  # the command words start failures differently
             raise
-        reply = json.dumps({"ok": True, "id": record.id, "pid": running.pid if running else 0}).encode() + b"\n"
+        reply = protocol.message({"ok": True, "id": record.id, "pid": running.pid if running else 0})
         client.send(reply)
         if not request.get("attach"):
             client.finish()
@@ -386,7 +386,7 @@ class Monitor:
         if record.id in self.running:
             if request.get("attach"):
                 self._attach(client, self.running[record.id], bool(request.get("stdin")))
-                client.send(json.dumps({"ok": True, "already": True}).encode() + b"\n")
+                client.send(protocol.message({"ok": True, "already": True}))
                 return
             client.reply({"ok": True, "already": True})
             return
@@ -398,7 +398,7 @@ class Monitor:
         if running is None:
             return
         if request.get("attach"):
-            client.send(json.dumps({"ok": True, "pid": running.pid}).encode() + b"\n")
+            client.send(protocol.message({"ok": True, "pid": running.pid}))
         else:
             client.reply({"ok": True, "pid": running.pid})
 
@@ -452,7 +452,7 @@ class Monitor:
                 height, width = (int(x) for x in payload.split())
                 set_window_size(launched.pty, height, width)
             elif stream == EVENT:
-                request = json.loads(payload)
+                request = protocol.decode(payload)
                 if request.get("op") == "kill":
                     self._signal(running, signal_number(request.get("signal", "SIGTERM")))
 
@@ -487,7 +487,7 @@ class Monitor:
         if running is None:
             raise Conflict("You cannot attach to a stopped container, start it first")
         self._attach(client, running, bool(request.get("stdin")))
-        client.send(json.dumps({"ok": True, "tty": bool(record.data["Config"].get("Tty"))}).encode() + b"\n")
+        client.send(protocol.message({"ok": True, "tty": bool(record.data["Config"].get("Tty"))}))
 
     def _op_resize(self, client: Client, request: dict) -> None:
         record = self.engine.containers.get(request["id"])
@@ -504,7 +504,7 @@ class Monitor:
             client.reply({"ok": True, "exit": record.state.get("ExitCode", 0)})
             return
         self.waiters.setdefault(record.id, []).append((client, condition))
-        client.send(json.dumps({"ok": True, "waiting": True}).encode() + b"\n")
+        client.send(protocol.message({"ok": True, "waiting": True}))
         client.handled = True
 
     def _op_kill(self, client: Client, request: dict) -> None:
@@ -519,7 +519,7 @@ class Monitor:
         if request.get("wait"):
             running.manual_stop = True
             self.waiters.setdefault(record.id, []).append((client, "not-running"))
-            client.send(json.dumps({"ok": True, "waiting": True}).encode() + b"\n")
+            client.send(protocol.message({"ok": True, "waiting": True}))
         else:
             client.reply({"ok": True})
 
@@ -537,7 +537,7 @@ class Monitor:
             timeout = record.data["Config"].get("StopTimeout")
         timeout = 10 if timeout is None else timeout
         self.waiters.setdefault(record.id, []).append((client, "not-running"))
-        client.send(json.dumps({"ok": True, "waiting": True}).encode() + b"\n")
+        client.send(protocol.message({"ok": True, "waiting": True}))
         if timeout >= 0:
             self._signal(running, stop_signal)
             running.kill_timer = self.add_timer(float(timeout), lambda: self._signal(running, signal.SIGKILL))
@@ -608,7 +608,7 @@ class Monitor:
             client.reply({"ok": True, "pid": pid}, fds=[master], then_close=waiter is None)
             os.close(master)
         else:
-            client.send(json.dumps({"ok": True, "pid": pid}).encode() + b"\n")
+            client.send(protocol.message({"ok": True, "pid": pid}))
             if waiter is None:
                 client.finish()
 
