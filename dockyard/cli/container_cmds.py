@@ -497,7 +497,7 @@ def _ps_matches(engine, record, filters: dict[str, list[str]], times: dict[str, 
 
 
 def ps(args, ctx) -> int:
-    from dockyard.cli.image_cmds import parse_filters
+    from dockyard.cli.filters import parse_filters
     from dockyard.engine.container_views import ports_text, status_text
 
     filters = parse_filters(args.filter, PS_FILTERS)

@@ -263,7 +263,7 @@ def container_prune_parser(p: ArgumentParser) -> None:
 
 def container_prune(args, ctx) -> int:
     from dockyard.cli.duration import parse_time
-    from dockyard.cli.image_cmds import parse_filters
+    from dockyard.cli.filters import parse_filters
     from dockyard.cli.output import human_size
     from dockyard.engine.container_prune import prune_containers
 

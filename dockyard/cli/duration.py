@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from dockyard.errors import InvalidArgument
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"  # compiled on first use: most commands never need it
 
 
 def parse_time(value: str | None) -> float | None:
@@ -42,7 +40,9 @@ def parse_duration(text: str) -> float:
     except ValueError:
         pass
     total, pos = 0.0, 0
-    for m in _PART.finditer(value):
+    import re
+
+    for m in re.finditer(_PART, value):
         if m.start() != pos:
             break
         total += float(m.group(1)) * _UNITS[m.group(2)]

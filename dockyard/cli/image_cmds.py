@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from dockyard.cli.duration import parse_time
+from dockyard.cli.filters import parse_filters
 from dockyard.cli.flags import REMAINDER, ArgumentParser
 from dockyard.cli.output import go_time, human_size, print_formatted, print_json, print_table, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
@@ -23,19 +24,6 @@ IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Di
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
 IMAGE_FILTERS = ("dangling", "reference", "label", "before", "since", "until")
-
-
-def parse_filters(values: list[str] | None, allowed: tuple[str, ...]) -> dict[str, list[str]]:
-    """-f key=value flags, grouped by key; an unknown key is an error, as with docker."""
-    filters: dict[str, list[str]] = {}
-    for value in values or []:
-        key, eq, arg = value.partition("=")
-        if not eq:
-            raise InvalidArgument(f"bad format of filter (expected name=value): {value}")
-        if key not in allowed:
-            raise InvalidArgument(f"invalid filter '{key}'")
-        filters.setdefault(key, []).append(arg)
-    return filters
 
 
 def _err(message: str) -> None:

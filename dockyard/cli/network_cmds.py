@@ -101,7 +101,7 @@ def _label_match(labels: dict[str, str], wanted: str) -> bool:
 
 
 def ls(args, ctx) -> int:
-    from dockyard.cli.image_cmds import parse_filters
+    from dockyard.cli.filters import parse_filters
 
     filters = parse_filters(args.filter, ("driver", "id", "label", "name", "scope", "type", "dangling"))
     filters.pop("dangling", None)
@@ -167,7 +167,7 @@ def prune_parser(p: ArgumentParser) -> None:
 
 
 def prune(args, ctx) -> int:
-    from dockyard.cli.image_cmds import parse_filters
+    from dockyard.cli.filters import parse_filters
 
     filters = parse_filters(args.filter, ("label", "label!", "until"))
     if not args.force:

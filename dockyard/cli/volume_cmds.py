@@ -80,7 +80,7 @@ def volume_row(volume: dict, links: int) -> dict:
 
 
 def volume_ls(args, ctx) -> int:
-    from dockyard.cli.image_cmds import parse_filters
+    from dockyard.cli.filters import parse_filters
     from dockyard.cli.output import print_formatted, print_table
 
     filters = parse_filters(args.filter, VOLUME_FILTERS)
@@ -159,7 +159,7 @@ def volume_prune_parser(p: ArgumentParser) -> None:
 
 
 def volume_prune(args, ctx) -> int:
-    from dockyard.cli.image_cmds import parse_filters
+    from dockyard.cli.filters import parse_filters
     from dockyard.cli.output import human_size
 
     filters = parse_filters(args.filter, ("label", "label!", "all"))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from dockyard.errors import Conflict, NotFound
+from dockyard.jsonread import loads
 from dockyard.store.metadata import Database
 
 
@@ -31,7 +31,13 @@ class ContainerRecord:
 
 
 def _record(row: sqlite3.Row) -> ContainerRecord:
-    return ContainerRecord(row["id"], row["name"], row["image_id"], row["created"], json.loads(row["data"]))
+    return ContainerRecord(row["id"], row["name"], row["image_id"], row["created"], loads(row["data"]))
+
+
+def _dumps(data: dict) -> str:
+    import json  # only writers pay for it (see dockyard.jsonread)
+
+    return json.dumps(data)
 
 
 def name_conflict(name: str, owner: str) -> Conflict:
@@ -72,7 +78,7 @@ class ContainerStore:
             if row:
                 raise name_conflict(record.name, row[0])
             conn.execute("INSERT INTO containers (id, name, image_id, created, data) VALUES (?, ?, ?, ?, ?)",
-                         (record.id, record.name, record.image_id, record.created, json.dumps(record.data)))
+                         (record.id, record.name, record.image_id, record.created, _dumps(record.data)))
 
     def update(self, container_id: str, change) -> ContainerRecord:
         """Read, change (a function of the data dict) and write back, in one transaction."""
@@ -82,7 +88,7 @@ class ContainerStore:
                 raise NotFound(f"No such container: {container_id}")
             record = _record(row)
             change(record.data)
-            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (json.dumps(record.data), container_id))
+            conn.execute("UPDATE containers SET data = ? WHERE id = ?", (_dumps(record.data), container_id))
         return record
 
     def rename(self, container_id: str, new_name: str) -> None:
@@ -90,16 +96,16 @@ class ContainerStore:
             row = conn.execute("SELECT id FROM containers WHERE name = ?", (new_name,)).fetchone()
             if row and row[0] != container_id:
                 raise name_conflict(new_name, row[0])
-            data = json.loads(conn.execute("SELECT data FROM containers WHERE id = ?", (container_id,))
+            data = loads(conn.execute("SELECT data FROM containers WHERE id = ?", (container_id,))
                               .fetchone()[0])
             data["Name"] = "/" + new_name
             conn.execute("UPDATE containers SET name = ?, data = ? WHERE id = ?",
-                         (new_name, json.dumps(data), container_id))
+                         (new_name, _dumps(data), container_id))
 
     def delete(self, container_id: str) -> None:
         with self.db.write() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
-        return [(r["id"], bool(json.loads(r["data"])["State"].get("Running")))
+        return [(r["id"], bool(loads(r["data"])["State"].get("Running")))
                 for r in self.db.query("SELECT id, data FROM containers WHERE image_id = ?", (image_id,))]

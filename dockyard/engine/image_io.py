@@ -8,13 +8,13 @@ import urllib.request
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from dockyard.engine.images import ImageService
 from dockyard.errors import CorruptContent, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.image.archive import ArchiveReader, SaveEntry, write_archive
 from dockyard.image.changes import apply_changes
 from dockyard.image.compression import any_uncompressed, sniff
 from dockyard.image.model import OCI_LAYER, Descriptor, ImageConfig, new_config
-from dockyard.engine.images import ImageService
 from dockyard.store.images import ImageRecord
 from dockyard.timeutil import rfc3339
 

@@ -22,9 +22,21 @@ from dockyard.errors import CorruptContent, InvalidReference
 from dockyard.image import reference
 from dockyard.image.compression import sniff
 from dockyard.image.model import (
-    ANNOTATION_CONTAINERD_NAME, ANNOTATION_REF_NAME, INDEX_TYPES, MANIFEST_TYPES, OCI_CONFIG,
-    OCI_INDEX, OCI_LAYER_BY_COMPRESSION, Descriptor, ImageConfig, Manifest, build_manifest, host_platform,
-    parse_index, parse_json, parse_manifest,
+    ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_BY_COMPRESSION,
+    Descriptor,
+    ImageConfig,
+    Manifest,
+    build_manifest,
+    host_platform,
+    parse_index,
+    parse_json,
+    parse_manifest,
 )
 from dockyard.store.blobs import BlobStore
 

@@ -16,7 +16,8 @@ from typing import Any, BinaryIO
 
 from dockyard.errors import HostError, NotFound
 from dockyard.fsutil import empty_dir, remove_tree
-from dockyard.image.layer_create import diff_trees, write_layer as write_tar
+from dockyard.image.layer_create import diff_trees
+from dockyard.image.layer_create import write_layer as write_tar
 
 NAME = "debian"
 DESCRIPTION = "Debian via debootstrap --variant=minbase (apt-get install debootstrap)"

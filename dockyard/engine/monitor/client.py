@@ -9,7 +9,13 @@ import time
 from dockyard.engine.monitor import protocol
 from dockyard.engine.monitor.endpoint import monitor_alive, socket_path
 from dockyard.errors import (
-    Conflict, DockyardError, Forbidden, HostError, InvalidArgument, NotFound, NotModified,
+    Conflict,
+    DockyardError,
+    Forbidden,
+    HostError,
+    InvalidArgument,
+    NotFound,
+    NotModified,
 )
 
 START_TIMEOUT = 10.0

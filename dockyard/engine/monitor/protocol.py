@@ -17,11 +17,10 @@ The monitor accepts only a dict, and only from root (the socket is 0600).
 
 from __future__ import annotations
 
+import _socket  # the C module: `socket` imports enum and more, which a short-lived command need not pay for
 import array
 import marshal
 import struct
-
-import _socket  # the C module: `socket` imports enum and more, which a short-lived command need not pay for
 
 STDIN, STDOUT, STDERR, EVENT, RESIZE, CLOSE_STDIN, MESSAGE = 0, 1, 2, 3, 4, 5, 6
 HEADER = struct.Struct(">BxxxI")

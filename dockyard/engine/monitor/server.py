@@ -21,8 +21,8 @@ import time
 from typing import Any, Callable
 
 from dockyard.engine.monitor import protocol
-from dockyard.engine.monitor.supervise import set_window_size
 from dockyard.engine.monitor.protocol import CLOSE_STDIN, EVENT, RESIZE, STDERR, STDIN, STDOUT
+from dockyard.engine.monitor.supervise import set_window_size
 from dockyard.errors import Conflict, DockyardError, NotFound
 from dockyard.timeutil import rfc3339
 
