@@ -8,9 +8,11 @@ keys (Ctrl-P Ctrl-Q) leave the container running.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
+
+# The C modules, not `signal` (which imports enum for its Signals type) or `threading` up front: `run` pays
+# every import on its start-up path.
+import _signal as signal
 
 from dockyard.engine.monitor import protocol
 
@@ -45,7 +47,7 @@ def terminal_size() -> tuple[int, int] | None:
 def pump(stream, tty: bool, stdin: bool, sig_proxy: bool = True, detach_keys: bytes = DEFAULT_DETACH_KEYS) -> int | None:
     """Run the session until the container exits (its exit code) or the user detaches (None)."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    detached = threading.Event()
+    detached = None  # an Event, when stdin is forwarded (only then can the detach keys be typed)
     restore = None
     if tty and sys.stdin.isatty():
         import termios
@@ -74,6 +76,9 @@ def pump(stream, tty: bool, stdin: bool, sig_proxy: bool = True, detach_keys: by
             for sig in PROXIED_SIGNALS:
                 previous[sig] = signal.signal(sig, proxy)
         if stdin:
+            import threading
+
+            detached = threading.Event()
             threading.Thread(target=_forward_stdin, args=(stream, tty, detach_keys, detached), daemon=True).start()
         for kind, payload in stream.frames():
             if kind == protocol.STDOUT:
@@ -86,7 +91,7 @@ def pump(stream, tty: bool, stdin: bool, sig_proxy: bool = True, detach_keys: by
                 value = protocol.decode(payload)
                 if "exit" in value:
                     return int(value["exit"])
-        return None if detached.is_set() else 0
+        return None if detached is not None and detached.is_set() else 0
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -94,7 +99,7 @@ def pump(stream, tty: bool, stdin: bool, sig_proxy: bool = True, detach_keys: by
             restore()
 
 
-def _forward_stdin(stream, tty: bool, detach_keys: bytes, detached: threading.Event) -> None:
+def _forward_stdin(stream, tty: bool, detach_keys: bytes, detached) -> None:
     fd = sys.stdin.fileno()
     matched = 0
     try:
