@@ -84,10 +84,12 @@ def main() -> int:
     later = [s for s in scenarios if s in ("S7", "S8")]
     if later:
         # S7 counts the helper processes that appear while it starts containers. dockyard's one helper, the
-        # monitor, would still be running from the scenarios before, so it is stopped first to be counted.
+        # monitor, would still be running from the scenarios before, so it is stopped first to be counted; and
+        # it is told to exit one second after its last container is gone, so that every round (each starts
+        # after a 3 s settle) counts a fresh one rather than passing it over as already there.
         stop_idle_monitor()
         subprocess.run([ANCHORS, *engines, "-s", ",".join(later), "--scale", args.scale, "--out", RESULTS],
-                       check=True)
+                       check=True, env=dict(os.environ, DOCKYARD_MONITOR_IDLE="1"))
     runs = {}
     for path in sorted(set(glob.glob(os.path.join(RESULTS, "*.json"))) - before):
         label = os.path.basename(path).split("-")[0]

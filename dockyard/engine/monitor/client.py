@@ -93,13 +93,12 @@ class MonitorClient:
         if monitor_alive(self.run_root):
             return  # starting up, or about to exit: the connect loop retries
         log = open(os.path.join(self.run_root, "monitor.log"), "ab")
-        # The monitor runs the very code this command runs (another checkout or version may be installed).
-        import dockyard
-
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(dockyard.__file__)))
+        # The monitor runs the very code this command runs (another checkout or version may be installed):
+        # it gets this command's module path, and no `site` (-S), which would only add start-up time and
+        # resident memory to a process that lives for as long as containers run.
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-        subprocess.Popen([sys.executable, "-m", "dockyard.engine.monitor", "--root", self.root],
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p))
+        subprocess.Popen([sys.executable, "-S", "-m", "dockyard.engine.monitor", "--root", self.root],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
                          cwd="/", env=env)
         log.close()
