@@ -7,7 +7,7 @@ import sys
 import time
 
 from dockyard.cli.flags import REMAINDER, ArgumentParser
-from dockyard.cli.output import human_size, print_formatted, print_table, since
+from dockyard.cli.output import for_each, human_size, print_error, print_formatted, print_table, since
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
@@ -16,23 +16,6 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Run
 PS_FILTERS = ("id", "name", "label", "exited", "status", "ancestor", "before", "since", "volume", "network",
               "health", "isolation", "is-task", "publish", "expose")
 RUN_ERROR_EXIT = 125
-
-
-def _err(message: str) -> None:
-    sys.stdout.flush()
-    sys.stderr.write(message + "\n")
-
-
-def _each(names: list[str], action) -> int:
-    """Run `action` on each name; report failures the way docker does and exit 1 if any failed."""
-    status = 0
-    for name in names:
-        try:
-            action(name)
-        except DockyardError as e:
-            _err(f"Error response from daemon: {e}")
-            status = 1
-    return status
 
 
 # --- create / run ---------------------------------------------------------------------------------------------
@@ -64,7 +47,7 @@ def _body(args, command: str) -> dict | None:
     try:
         return create_body(args)
     except InvalidArgument as e:
-        _err(f"dockyard: {e}\nSee 'dockyard {command} --help'.")
+        print_error(f"dockyard: {e}\nSee 'dockyard {command} --help'.")
         return None
 
 
@@ -76,7 +59,7 @@ def create(args, ctx) -> int:
         _check_pull(args)
         reply = ctx.engine.monitor().request({"op": "create", "body": body, "name": args.name})
     except DockyardError as e:
-        _err(f"Error response from daemon: {e}")
+        print_error(f"Error response from daemon: {e}")
         return RUN_ERROR_EXIT
     _write_cidfile(args, reply["id"])
     ctx.stdout.write(reply["id"] + "\n")
@@ -120,11 +103,11 @@ def run(args, ctx) -> int:
 def _run_failed(args, error: DockyardError) -> int:
     if getattr(error, "phase", "") == "start":
         code = getattr(error, "exit_code", 1)
-        _err(f"dockyard: Error response from daemon: failed to create task for container: {error}.")
+        print_error(f"dockyard: Error response from daemon: failed to create task for container: {error}.")
         return code if code in (126, 127) else RUN_ERROR_EXIT
     if isinstance(error, NotFound) and "image" in str(error):
-        _err(f"Unable to find image '{args.image}' locally")
-    _err(f"dockyard: Error response from daemon: {error}.\nSee 'dockyard run --help'.")
+        print_error(f"Unable to find image '{args.image}' locally")
+    print_error(f"dockyard: Error response from daemon: {error}.\nSee 'dockyard run --help'.")
     return RUN_ERROR_EXIT
 
 
@@ -158,7 +141,7 @@ def start(args, ctx) -> int:
         record = ctx.engine.containers.get(name)
         monitor.request({"op": "start", "id": record.id})
         ctx.stdout.write(name + "\n")
-    return _each(args.containers, start_one)
+    return for_each(args.containers, start_one)
 
 
 def stop_parser(p: ArgumentParser) -> None:
@@ -175,7 +158,7 @@ def stop(args, ctx) -> int:
         if record.running or record.state.get("Restarting"):
             monitor.request({"op": "stop", "id": record.id, "timeout": args.time, "signal": args.signal})
         ctx.stdout.write(name + "\n")
-    return _each(args.containers, stop_one)
+    return for_each(args.containers, stop_one)
 
 
 def kill_parser(p: ArgumentParser) -> None:
@@ -197,7 +180,7 @@ def kill(args, ctx) -> int:
             raise Conflict(f"Cannot kill container: {name}: Container {record.id} is not running")
         monitor.request({"op": "kill", "id": record.id, "signal": args.signal})
         ctx.stdout.write(name + "\n")
-    return _each(args.containers, kill_one)
+    return for_each(args.containers, kill_one)
 
 
 def restart_parser(p: ArgumentParser) -> None:
@@ -213,7 +196,7 @@ def restart(args, ctx) -> int:
             monitor.request({"op": "stop", "id": record.id, "timeout": args.time, "signal": args.signal})
         monitor.request({"op": "start", "id": record.id})
         ctx.stdout.write(name + "\n")
-    return _each(args.containers, restart_one)
+    return for_each(args.containers, restart_one)
 
 
 def rm_parser(p: ArgumentParser) -> None:
@@ -227,7 +210,7 @@ def rm(args, ctx) -> int:
     def rm_one(name: str) -> None:
         ctx.engine.containers.remove(name, force=args.force, volumes=args.volumes)
         ctx.stdout.write(name + "\n")
-    return _each(args.containers, rm_one)
+    return for_each(args.containers, rm_one)
 
 
 def pause_parser(p: ArgumentParser) -> None:
@@ -235,7 +218,7 @@ def pause_parser(p: ArgumentParser) -> None:
 
 
 def pause(args, ctx) -> int:
-    return _each(args.containers, lambda name: (ctx.engine.monitor().request(
+    return for_each(args.containers, lambda name: (ctx.engine.monitor().request(
         {"op": "pause", "id": ctx.engine.containers.get(name).id}), ctx.stdout.write(name + "\n")))
 
 
@@ -244,7 +227,7 @@ def unpause_parser(p: ArgumentParser) -> None:
 
 
 def unpause(args, ctx) -> int:
-    return _each(args.containers, lambda name: (ctx.engine.monitor().request(
+    return for_each(args.containers, lambda name: (ctx.engine.monitor().request(
         {"op": "unpause", "id": ctx.engine.containers.get(name).id}), ctx.stdout.write(name + "\n")))
 
 
@@ -273,7 +256,7 @@ def wait(args, ctx) -> int:
             return
         reply = ctx.engine.monitor().request({"op": "wait", "id": record.id, "condition": "not-running"})
         ctx.stdout.write(f"{reply.get('exit', 0)}\n")
-    return _each(args.containers, wait_one)
+    return for_each(args.containers, wait_one)
 
 
 # --- exec / attach ----------------------------------------------------------------------------------------------
@@ -315,7 +298,7 @@ def exec_(args, ctx) -> int:
             text = str(e)
             if "unable to start container process" not in text:
                 text = f"exec failed: unable to start container process: {text}"
-            _err(f"OCI runtime exec failed: {text}: unknown")
+            print_error(f"OCI runtime exec failed: {text}: unknown")
             return 126
         raise
 

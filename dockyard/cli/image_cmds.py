@@ -12,7 +12,15 @@ if TYPE_CHECKING:
 from dockyard.cli.duration import parse_time
 from dockyard.cli.filters import parse_filters
 from dockyard.cli.flags import REMAINDER, ArgumentParser
-from dockyard.cli.output import go_time, human_size, print_formatted, print_json, print_table, since
+from dockyard.cli.output import (
+    go_time,
+    human_size,
+    print_error,
+    print_formatted,
+    print_json,
+    print_table,
+    since,
+)
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.timeutil import parse_rfc3339
@@ -24,11 +32,6 @@ IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Di
 HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
 IMAGE_FILTERS = ("dangling", "reference", "label", "before", "since", "until")
-
-
-def _err(message: str) -> None:
-    sys.stdout.flush()
-    sys.stderr.write(message + "\n")
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def rmi(args, ctx) -> int:
         try:
             report = ctx.engine.images.remove(name, force=args.force, prune=not args.no_prune)
         except DockyardError as e:
-            _err(f"Error response from daemon: {_no_such_image(e, name)}")
+            print_error(f"Error response from daemon: {_no_such_image(e, name)}")
             status = 1
             continue
         for item in report.items:
@@ -259,7 +262,7 @@ def image_inspect(args, ctx) -> int:
             found.append(inspect(service, service.resolve(name)))
         except NotFound:
             status = 1
-            _err(f"Error: No such image: {name}")
+            print_error(f"Error: No such image: {name}")
     print_inspect(found, args.format, ctx)
     return status
 

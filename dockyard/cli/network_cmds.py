@@ -5,27 +5,11 @@ from __future__ import annotations
 import sys
 
 from dockyard.cli.flags import ArgumentParser
-from dockyard.cli.output import print_formatted, print_table
+from dockyard.cli.output import for_each, print_error, print_formatted, print_table
 from dockyard.errors import DockyardError, InvalidArgument
 
 HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
            "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
-
-
-def _err(message: str) -> None:
-    sys.stdout.flush()
-    sys.stderr.write(message + "\n")
-
-
-def _each(names: list[str], action) -> int:
-    status = 0
-    for name in names:
-        try:
-            action(name)
-        except DockyardError as e:
-            _err(f"Error response from daemon: {e}")
-            status = 1
-    return status
 
 
 def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
@@ -137,7 +121,7 @@ def inspect(args, ctx) -> int:
             found.append(service.inspect(service.get(name)))
         except DockyardError as e:
             status = 1
-            _err(f"Error response from daemon: {e}")
+            print_error(f"Error response from daemon: {e}")
     print_inspect(found, args.format, ctx)
     return status
 
@@ -158,7 +142,7 @@ def rm(args, ctx) -> int:
                 return
             raise
         ctx.stdout.write(name + "\n")
-    return _each(args.names, rm_one)
+    return for_each(args.names, rm_one)
 
 
 def prune_parser(p: ArgumentParser) -> None:

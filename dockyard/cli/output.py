@@ -108,3 +108,23 @@ def print_json(value: Any, out=None) -> None:
     import json
 
     (out or sys.stdout).write(json.dumps(value, indent=4, ensure_ascii=False) + "\n")
+
+
+def print_error(message: str) -> None:
+    """A line on stderr, after whatever stdout holds (so the two interleave as they happened)."""
+    sys.stdout.flush()
+    sys.stderr.write(message + "\n")
+
+
+def for_each(names: list[str], action) -> int:
+    """Run `action` on each name; report failures the way docker does and return 1 if any failed."""
+    from dockyard.errors import DockyardError
+
+    status = 0
+    for name in names:
+        try:
+            action(name)
+        except DockyardError as e:
+            print_error(f"Error response from daemon: {e}")
+            status = 1
+    return status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from dockyard.cli.output import print_error
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 
 TYPE_CHECKING = False
@@ -13,11 +14,6 @@ if TYPE_CHECKING:
 VOLUME_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
                   "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "CreatedAt": "CREATED AT"}
 VOLUME_FILTERS = ("dangling", "name", "label", "label!", "driver")
-
-
-def _err(message: str) -> None:
-    sys.stdout.flush()
-    sys.stderr.write(message + "\n")
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -118,7 +114,7 @@ def volume_inspect(args, ctx) -> int:
             found.append(ctx.engine.volumes.get(name))
         except NotFound as e:
             status = 1
-            _err(f"Error response from daemon: {e}")
+            print_error(f"Error response from daemon: {e}")
     if found or not args.format:
         print_inspect(found, args.format, ctx)
     return status
@@ -139,11 +135,11 @@ def volume_rm(args, ctx) -> int:
         except NotFound as e:
             if args.force:
                 continue  # docker volume rm -f: a missing volume is not an error
-            _err(f"Error response from daemon: {e}")
+            print_error(f"Error response from daemon: {e}")
             status = 1
             continue
         except DockyardError as e:
-            _err(f"Error response from daemon: {e}")
+            print_error(f"Error response from daemon: {e}")
             status = 1
             continue
         ctx.stdout.write(name + "\n")
