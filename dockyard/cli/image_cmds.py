@@ -23,6 +23,7 @@ from dockyard.cli.output import (
 )
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
 from dockyard.image import reference
+from dockyard.label_filters import labels_match
 from dockyard.timeutil import parse_rfc3339
 
 IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
@@ -91,7 +92,7 @@ def _image_rows(ctx, args) -> list[dict[str, Any]]:
             continue
         if "label" in filters:
             labels = service.config_of(image).config.get("Labels") or {}
-            if not all(_label_matches(labels, f) for f in filters["label"]):
+            if not labels_match(labels, filters["label"]):
                 continue
         for repo, tag, digest in _entries(names, digests.get(image.id, [])):
             if "reference" in filters and (repo == "<none>" or not _reference_matches(
@@ -99,11 +100,6 @@ def _image_rows(ctx, args) -> list[dict[str, Any]]:
                 continue
             rows.append(_image_row(image, repo, tag, digest, times[image.id], args.no_trunc))
     return rows
-
-
-def _label_matches(labels: dict[str, str], condition: str) -> bool:
-    key, eq, value = condition.partition("=")
-    return key in labels and (not eq or labels[key] == value)
 
 
 def _entries(names: list[str], digest_refs: list[str]) -> list[tuple[str, str, str]]:
@@ -375,7 +371,7 @@ def prune_parser(p: ArgumentParser) -> None:
 
 
 def prune(args, ctx) -> int:
-    filters = parse_filters(args.filter, ("until", "label"))
+    filters = parse_filters(args.filter, ("until", "label", "label!"))
     if not args.force:
         what = "all images without at least one container associated to them" if args.all else \
             "all dangling images"
@@ -384,7 +380,8 @@ def prune(args, ctx) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
     until = parse_time(filters["until"][0]) if "until" in filters else None
-    report = ctx.engine.images.prune(all_images=args.all, until=until, label_filters=filters.get("label"))
+    report = ctx.engine.images.prune(all_images=args.all, until=until, label_filters=filters.get("label"),
+                                     not_label_filters=filters.get("label!"))
     if report.items:
         ctx.stdout.write("Deleted Images:\n")
         for item in report.items:

@@ -7,6 +7,7 @@ import sys
 from dockyard.cli.flags import ArgumentParser
 from dockyard.cli.output import for_each, print_error, print_formatted, print_table
 from dockyard.errors import DockyardError, InvalidArgument
+from dockyard.label_filters import label_holds
 
 HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
            "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
@@ -74,14 +75,9 @@ def _matches(record, filters: dict[str, list[str]]) -> bool:
         "name": lambda v: v in record.name,
         "scope": lambda v: v == "local",
         "type": lambda v: (record.name in PREDEFINED) == (v == "builtin"),
-        "label": lambda v: _label_match(record.data.get("Labels") or {}, v),
+        "label": lambda v: label_holds(record.data.get("Labels") or {}, v),
     }
     return all(any(checks[key](v) for v in values) for key, values in filters.items())
-
-
-def _label_match(labels: dict[str, str], wanted: str) -> bool:
-    key, eq, value = wanted.partition("=")
-    return key in labels and (not eq or labels[key] == value)
 
 
 def ls(args, ctx) -> int:
@@ -160,13 +156,12 @@ def prune(args, ctx) -> int:
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    labels = filters.get("label", []) + ["!" + v for v in filters.get("label!", [])]
     until = None
     if "until" in filters:
         from dockyard.cli.duration import parse_time
 
         until = parse_time(filters["until"][-1])
-    removed = ctx.engine.networks.prune(labels, until)
+    removed = ctx.engine.networks.prune(filters.get("label"), until, filters.get("label!"))
     if removed:
         ctx.stdout.write("Deleted Networks:\n" + "".join(name + "\n" for name in removed))
     return 0

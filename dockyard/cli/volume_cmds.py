@@ -6,6 +6,7 @@ import sys
 
 from dockyard.cli.output import print_error
 from dockyard.errors import DockyardError, InvalidArgument, NotFound
+from dockyard.label_filters import labels_match
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,11 +50,6 @@ def volume_ls_parser(p: ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="Only display volume names")
 
 
-def _labels_hold(labels: dict[str, str], condition: str) -> bool:
-    key, eq, value = condition.partition("=")
-    return key in labels and (not eq or labels[key] == value)
-
-
 def volume_matches(volume: dict, filters: dict[str, list[str]], in_use: bool) -> bool:
     for value in filters.get("dangling", []):
         if value.lower() not in ("true", "false", "1", "0"):
@@ -64,10 +60,7 @@ def volume_matches(volume: dict, filters: dict[str, list[str]], in_use: bool) ->
         return False
     if "driver" in filters and volume["Driver"] not in filters["driver"]:
         return False
-    labels = volume.get("Labels") or {}
-    if not all(_labels_hold(labels, c) for c in filters.get("label", [])):
-        return False
-    return not any(_labels_hold(labels, c) for c in filters.get("label!", []))
+    return labels_match(volume.get("Labels") or {}, filters.get("label", ()), filters.get("label!", ()))
 
 
 def volume_row(volume: dict, links: int) -> dict:

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 from dockyard.engine.container_store import ContainerRecord
-
-
-def labels_match(labels: dict[str, str], positive: list[str], negative: list[str]) -> bool:
-    """Docker's label filters: `label=k` / `label=k=v` must hold, `label!=k` / `label!=k=v` must not."""
-    def holds(condition: str) -> bool:
-        key, eq, value = condition.partition("=")
-        return key in labels and (not eq or labels[key] == value)
-    return all(holds(c) for c in positive) and not any(holds(c) for c in negative)
+from dockyard.label_filters import labels_match
 
 
 def prunable(record: ContainerRecord, until: float | None, labels: list[str], not_labels: list[str]) -> bool:

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 
 from dockyard.errors import Conflict, CorruptContent, InvalidArgument, NotFound
 from dockyard.image import reference
+from dockyard.label_filters import labels_match
 from dockyard.store.images import ImageRecord, ImageStore
 from dockyard.store.snapshots import new_key
 from dockyard.store.store import Lease, Store
@@ -267,7 +268,7 @@ class ImageService:
                            f"referenced in multiple repositories")
 
     def prune(self, all_images: bool = False, until: float | None = None,
-              label_filters: list[str] | None = None) -> RemoveReport:
+              label_filters: list[str] | None = None, not_label_filters: list[str] | None = None) -> RemoveReport:
         """Remove dangling images (all unused ones with `all_images`)."""
         report = RemoveReport()
         tagged = self.records.all_tags()
@@ -278,8 +279,8 @@ class ImageService:
                 continue
             if until is not None and image.added >= until:
                 continue
-            if label_filters and not _labels_match(self.config_of(image).config.get("Labels") or {},
-                                                   label_filters):
+            if (label_filters or not_label_filters) and not labels_match(
+                    self.config_of(image).config.get("Labels") or {}, label_filters or (), not_label_filters or ()):
                 continue
             try:
                 sub = self.remove(image.id, force=True, prune=False)
@@ -289,14 +290,3 @@ class ImageService:
         if report.items:
             report.reclaimed = self.store.collect_garbage().bytes
         return report
-
-
-def _labels_match(labels: dict[str, str], filters: list[str]) -> bool:
-    for f in filters:
-        negate = f.startswith("!")
-        key, eq, value = f.lstrip("!").partition("=")
-        present = key in labels and (not eq or labels[key] == value)
-        if present == negate:
-            return False
-    return True
-

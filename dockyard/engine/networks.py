@@ -17,6 +17,7 @@ from typing import Any
 
 from dockyard.engine.container_store import ContainerRecord
 from dockyard.errors import Conflict, Forbidden, InvalidArgument, NotFound
+from dockyard.label_filters import labels_match
 from dockyard.network.store import PREDEFINED, NetworkRecord, NetworkStore
 from dockyard.timeutil import rfc3339
 
@@ -204,11 +205,13 @@ class NetworkService:
                 bridge.tear_down(nl, nft, record.interface)
         nft.close()
 
-    def prune(self, labels: list[str] | None = None, until: float | None = None) -> list[str]:
+    def prune(self, labels: list[str] | None = None, until: float | None = None,
+              not_labels: list[str] | None = None) -> list[str]:
         """Remove user networks no running container uses (and made before `until`); their names."""
         removed = []
         for record in self.all():
-            if record.name in PREDEFINED or not _labels_match(record, labels or []):
+            if record.name in PREDEFINED or not labels_match(record.data.get("Labels") or {}, labels or (),
+                                                             not_labels or ()):
                 continue
             if until is not None and record.created >= until:
                 continue
@@ -430,14 +433,3 @@ def _settings_on(record: ContainerRecord, network: NetworkRecord) -> dict[str, A
                                                                 .get("NetworkID")):
             return settings or {}
     return None
-
-
-def _labels_match(record: NetworkRecord, filters: list[str]) -> bool:
-    labels = record.data.get("Labels") or {}
-    for f in filters:
-        negate = f.startswith("!")
-        key, eq, value = f.lstrip("!").partition("=")
-        present = key in labels and (not eq or labels[key] == value)
-        if present == negate:
-            return False
-    return True

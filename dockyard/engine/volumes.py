@@ -13,6 +13,7 @@ import subprocess
 
 from dockyard.errors import Conflict, HostError, InvalidArgument, NotFound
 from dockyard.fsutil import remove_tree
+from dockyard.label_filters import labels_match
 from dockyard.store.metadata import Database
 from dockyard.timeutil import rfc3339
 
@@ -123,9 +124,7 @@ class VolumeService:
             if not (row["anonymous"] or all_volumes) or self.in_use(row["name"]):
                 continue
             labels = json.loads(row["data"]).get("Labels") or {}
-            if label_filters and not all(_label_match(labels, f) for f in label_filters):
-                continue
-            if not_label_filters and any(_label_match(labels, f) for f in not_label_filters):
+            if not labels_match(labels, label_filters or (), not_label_filters or ()):
                 continue
             size = tree_size(self.path(row["name"]))
             try:
@@ -135,8 +134,3 @@ class VolumeService:
             reclaimed += size
             removed.append(row["name"])
         return removed, reclaimed
-
-
-def _label_match(labels: dict, condition: str) -> bool:
-    key, eq, value = condition.partition("=")
-    return key in labels and (not eq or labels[key] == value)

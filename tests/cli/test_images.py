@@ -60,6 +60,24 @@ def test_dangling_after_retag(dy, busybox, tmp_path):
     assert dy.out("images", "-f", "dangling=true", "-q") == ""
 
 
+def test_label_filters_on_images_and_prune(dy, tmp_path):
+    (tmp_path / "f").write_text("x")
+    rootfs = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-cf", str(rootfs), "-C", str(tmp_path), "f"], check=True)
+    keep = dy.out("import", "-c", "LABEL keep=yes", str(rootfs), "keep:1").strip()
+    other = dy.out("import", "-c", "LABEL keep=no", "-m", "other", str(rootfs), "other:1").strip()
+    plain = dy.out("import", "-m", "plain", str(rootfs), "plain:1").strip()
+    listed = dy.out("images", "-q", "--no-trunc", "-f", "label=keep").split()
+    assert sorted(listed) == sorted([keep, other])
+    assert dy.out("images", "-q", "--no-trunc", "-f", "label=keep=yes").split() == [keep]
+    # label!= spares what it names; label= takes only what it names; both must hold together
+    out = dy.out("image", "prune", "-a", "-f", "--filter", "label=keep", "--filter", "label!=keep=yes")
+    assert f"deleted: {other}" in out and keep not in out and plain not in out
+    out = dy.out("image", "prune", "-a", "-f", "--filter", "label!=keep")
+    assert f"deleted: {plain}" in out and keep not in out
+    assert dy.out("images", "-q", "--no-trunc").split() == [keep]
+
+
 def test_inspect_shape_and_format(dy, busybox):
     data = json.loads(dy.out("image", "inspect", "busybox"))
     assert isinstance(data, list) and len(data) == 1
