@@ -26,6 +26,10 @@ MS_SLAVE = 1 << 19
 MS_SHARED = 1 << 20
 MNT_DETACH = 0x2
 
+# The mount namespace this process started in, once it has moved to a private one (a build does, see
+# build/sandbox.py): a process started from here that must outlive us, the monitor, goes back to it.
+original_mount_namespace: int | None = None
+
 
 @lru_cache(maxsize=None)
 def libc() -> ctypes.CDLL:

@@ -122,7 +122,7 @@ class Builder:
             for warning in dockerfile.warnings:
                 self.progress.warn(str(warning))
             with store.lease() as lease:
-                sandbox = Sandbox(self.engine.run_root, str(store.root / "tmp"))
+                sandbox = Sandbox(self.engine.run_root, str(store.root / "tmp"), self.engine.monitor)
                 digests = DigestMemo(os.path.join(self.build_dir, "digests.cache"))
                 try:
                     result = self._run(ctx, plan, lease, sandbox, digests, tags)

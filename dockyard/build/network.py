@@ -1,9 +1,9 @@
-"""The network a RUN step's container gets: the one seam to switch when `engine.networks` gives containers a
-bridge network.
+"""The network a RUN step's container gets, made once per build and shared by its RUN steps.
 
-Today: `default` (and `host`) share the host's network namespace, so that `apt-get` in a Debian container can
-reach the mirror; `none` gets a namespace with only loopback (up). The files the container sees as /etc/resolv.conf
-and /etc/hosts are written here too; they are bind-mounted, never part of a layer.
+`default` is a namespace on the default bridge, as dockerd's BuildKit gives RUN steps: an address, a default
+route and NAT (apt-get reaches the mirror), lent by the monitor for as long as the build holds the connection
+it asked on. `host` is the host's namespace, `none` one with only loopback (up). The files the container sees
+as /etc/resolv.conf and /etc/hosts are written here too; they are bind-mounted, never part of a layer.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dockyard.linux import MS_BIND
 
 MODES = ("default", "host", "none")
 HOSTNAME = "buildkitsandbox"
+HOSTS = f"127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 @dataclass(frozen=True)
@@ -30,11 +31,34 @@ def run_network(mode: str, sandbox: Sandbox) -> RunNetwork:
     """How a RUN step with `--network=mode` (or the build's --network) is connected."""
     if mode not in MODES:
         raise InvalidArgument(f"network mode {mode!r} not supported for RUN (use default, host or none)")
-    hosts = f"127.0.0.1\tlocalhost {HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    if mode == "none":
-        return RunNetwork(loopback_namespace(sandbox), "", hosts)
-    # default: the host's namespace until the bridge network lands (switch to engine.networks here).
-    return RunNetwork(None, _host_resolv_conf(), hosts)
+    network = sandbox.networks.get(mode)
+    if network is None:
+        if mode == "none":
+            network = RunNetwork(loopback_namespace(sandbox), "", HOSTS)
+        elif mode == "host":
+            network = RunNetwork(None, _host_resolv_conf(), HOSTS)
+        else:
+            network = bridge_network(sandbox)
+        sandbox.networks[mode] = network
+    return network
+
+
+def bridge_network(sandbox: Sandbox) -> RunNetwork:
+    """A namespace on the default bridge, from the monitor. Its fd comes with the reply (the monitor's pin
+    is not visible in the build's private mount namespace) and is bind-mounted in the build's scratch dir."""
+    if sandbox.monitor is None:
+        raise HostError("RUN on the default network needs the monitor (use --network=host or none)")
+    stream = sandbox.monitor().open({"op": "build_network"})
+    sandbox.hold(stream)  # closed with the sandbox: the monitor then takes the namespace down
+    if len(stream.fds) != 1:
+        raise HostError("the monitor lent no network namespace for RUN")
+    path = os.path.join(sandbox.dir, "netns-bridge")
+    try:
+        open(path, "w").close()
+        sandbox.mount(f"/proc/self/fd/{stream.fds[0]}", path, None, MS_BIND)
+    finally:
+        os.close(stream.fds[0])
+    return RunNetwork(path, stream.reply["resolv_conf"], HOSTS)
 
 
 def loopback_namespace(sandbox: Sandbox) -> str:
@@ -43,8 +67,6 @@ def loopback_namespace(sandbox: Sandbox) -> str:
     A forked child makes it and brings lo up; the namespace is kept by a bind mount in the build's private
     mount namespace, so it goes away with the build."""
     path = os.path.join(sandbox.dir, "netns-none")
-    if os.path.exists(path):
-        return path
     open(path, "w").close()
     ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
     done_r, done_w = os.pipe2(os.O_CLOEXEC)

@@ -11,10 +11,16 @@ runtime state and cgroups, temporary files) from a live one's and remove them (`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from dockyard import linux
 from dockyard.fsutil import remove_tree
 from dockyard.store.store import process_start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dockyard.engine.monitor.client import MonitorClient, Stream
 
 
 def isolate_mounts() -> None:
@@ -23,6 +29,7 @@ def isolate_mounts() -> None:
     Call it before any thread is started (unshare(CLONE_NEWNS) applies to the calling thread's process)."""
     from dockyard.runtime import syscalls as sc
 
+    linux.original_mount_namespace = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     sc.unshare(sc.CLONE_NEWNS)
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
 
@@ -42,8 +49,11 @@ class Sandbox:
     """Scratch directories of one build: `dir` (under the run root: mount points, runtime state, small files)
     and `tmp` (under the store root, same file system as the snapshots: downloads, unpacked archives)."""
 
-    def __init__(self, run_root: str, store_tmp: str) -> None:
+    def __init__(self, run_root: str, store_tmp: str, monitor: Callable[[], MonitorClient] | None = None) -> None:
         tag = _owner_tag()
+        self.monitor = monitor  # how to reach the monitor, which lends the build a bridge network
+        self.networks: dict[str, Any] = {}  # RUN network mode -> the build.network.RunNetwork made for it
+        self._held: list[Stream] = []
         self.dir = os.path.join(run_root, "build", tag)
         self.tmp = os.path.join(store_tmp, f"build-{tag}")
         self.state_root = os.path.join(self.dir, "runtime")
@@ -74,8 +84,14 @@ class Sandbox:
             self._mounts.remove(target)
         linux.umount_if_mounted(target)
 
+    def hold(self, stream: Stream) -> None:
+        """Keep a monitor connection open until the build ends (what it lent goes back when it closes)."""
+        self._held.append(stream)
+
     def close(self) -> None:
         """Unmount what is left (innermost first), remove RUN containers' runtime state, delete the dirs."""
+        while self._held:
+            self._held.pop().close()
         while self._mounts:
             linux.umount_if_mounted(self._mounts.pop())
         _delete_runtime_state(self.state_root)

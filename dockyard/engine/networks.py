@@ -379,6 +379,13 @@ class NetworkService:
         """Undo what attach made (also for a container whose monitor died)."""
         self._live().detach(record)
 
+    def attach_build(self, build_id: str) -> tuple[str, str]:
+        """A namespace on the default bridge for a build's RUN steps: (its path, the resolv.conf they see)."""
+        return self._live().attach_build(build_id)
+
+    def detach_build(self, build_id: str) -> None:
+        self._live().detach_build(build_id)
+
 
 def _check_network_name(name: str) -> None:
     import re

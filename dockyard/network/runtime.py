@@ -182,6 +182,34 @@ class NetworkRuntime(Resolver):
         if not record.data["HostConfig"].get("AutoRemove"):
             self._clear_settings(record.id)
 
+    def attach_build(self, build_id: str) -> tuple[str, str]:
+        """A namespace on the default bridge for one build's RUN steps, as dockerd's BuildKit gives them: an
+        address, the default route and NAT; no published ports, no embedded DNS. Returns its path and the
+        resolv.conf its steps see. detach_build undoes it (sweep does, after a crash)."""
+        record = self.store.lookup("bridge")
+        if record is None:
+            raise NotFound("network bridge not found")
+        live = self._up(record)
+        sandbox = Sandbox(build_id, "build", self.ns.path(build_id))
+        address = live.allocator.allocate(None)
+        try:
+            with self.ns.create(build_id) as netns_fd, Netlink() as inner:
+                disable_ipv6_on_new_links()
+                inner.set_up(1)
+                add_endpoint(self.nl, inner, netns_fd, sandbox, live, address, [], default_route=True, static=False)
+            wait_carrier(sandbox.primary)
+        except BaseException:
+            live.allocator.release(address)
+            self._dismantle(sandbox)
+            raise
+        self.sandboxes[build_id] = sandbox
+        return sandbox.path, etc_files.resolv_conf([], [], [], embedded=False)
+
+    def detach_build(self, build_id: str) -> None:
+        sandbox = self.sandboxes.pop(build_id, None)
+        if sandbox is not None:
+            self._dismantle(sandbox)
+
     def _dismantle(self, sandbox: Sandbox) -> None:
         """Undo a sandbox: ports, DNS, addresses, then the namespace (the kernel then destroys the veths)."""
         self.sandboxes.pop(sandbox.container_id, None)

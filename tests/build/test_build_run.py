@@ -3,9 +3,15 @@ its network, and RUN --mount (cache, tmpfs, bind, secret) that never ends up in 
 
 from __future__ import annotations
 
+import json
 import stat
+import subprocess
+import sys
+import time
 
 from tests.build.imagefs import image_files, layer_digests, layer_entries
+from tests.conftest import cli_env
+from tests.network.helpers import links, pins
 
 
 def test_forms_shell_env_user_and_workdir(context, build, dy):
@@ -117,6 +123,48 @@ def test_network_none_has_only_loopback(context, build, dy):
     assert int(files["host-ifaces"].data) >= 1
     code, _, err = build(context("FROM busybox:latest\nRUN true\n"), "--network", "bridge2", check=False)
     assert code != 0 and "network" in err
+
+
+def _eventually(condition, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_default_network_is_a_bridge_namespace_lent_for_the_build(context, build, dy):
+    """As dockerd's BuildKit does: RUN gets a namespace of its own on the default bridge (an address, the
+    default route through the bridge), not the host's interfaces; it is given back when the build ends."""
+    veths = links("vdy")
+    ctx = context("FROM busybox:latest\n"
+                  "RUN ls /sys/class/net > /ifaces && ip -4 route > /routes && cat /etc/resolv.conf > /resolv\n"
+                  "RUN --network=host ls /sys/class/net > /host-ifaces\n")
+    build(ctx, "-t", "run:net")
+    files = image_files(dy.root, "run:net")
+    bridge = json.loads(dy.out("network", "inspect", "bridge"))[0]
+    gateway = bridge["IPAM"]["Config"][0]["Gateway"]
+    assert files["ifaces"].data.split() == [b"eth0", b"lo"]
+    assert f"default via {gateway} dev eth0".encode() in files["routes"].data
+    assert b"nameserver" in files["resolv"].data
+    assert bridge["Options"]["com.docker.network.bridge.name"].encode() in files["host-ifaces"].data.split()
+    assert _eventually(lambda: pins(dy) == [] and links("vdy") == veths)
+
+
+def test_a_killed_build_gives_its_network_back(context, build, dy):
+    """The monitor holds the build's namespace for as long as the build's connection is open."""
+    ctx = context("FROM busybox:latest\nRUN sleep 60\n")
+    cmd = [sys.executable, "-m", "dockyard", "--root", str(dy.root), "build", "-t", "killed:net", str(ctx)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env())
+    try:
+        assert _eventually(lambda: len(pins(dy)) == 1, timeout=30), "the build was never lent a namespace"
+        lent = pins(dy)[0]
+        assert any(link.startswith("vdy" + lent[:6]) for link in links("vdy"))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _eventually(lambda: pins(dy) == [] and not any(link.startswith("vdy" + lent[:6]) for link in links()))
 
 
 def test_workdir_is_made_owned_by_the_user(context, build, dy):

@@ -98,9 +98,15 @@ class MonitorClient:
         # resident memory to a process that lives for as long as containers run.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p))
+        from dockyard import linux
+
+        keep: tuple[int, ...] = ()
+        if linux.original_mount_namespace is not None:  # a build's private mounts are not the monitor's
+            keep = (linux.original_mount_namespace,)
+            env["DOCKYARD_MOUNT_NAMESPACE_FD"] = str(linux.original_mount_namespace)
         subprocess.Popen([sys.executable, "-S", "-m", "dockyard.engine.monitor", "--root", self.root],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-                         cwd="/", env=env)
+                         pass_fds=keep, cwd="/", env=env)
         log.close()
 
     def open(self, message: dict, fds: list[int] | None = None) -> Stream:

@@ -361,6 +361,26 @@ class Monitor:
         """network rm/prune/connect/disconnect while the monitor holds the live network state."""
         client.reply(self.engine.networks.monitor_request(request))
 
+    def _op_build_network(self, client: Client, request: dict) -> None:
+        """A namespace on the default bridge for a build's RUN steps, held while the build keeps this
+        connection open: the build ends or dies, the connection closes, the namespace goes. Its fd travels
+        with the reply, as the build runs in a mount namespace of its own where our pin is not visible."""
+        build_id = os.urandom(32).hex()
+        path, resolv_conf = self.engine.networks.attach_build(build_id)
+
+        def release() -> None:
+            try:
+                self.engine.networks.detach_build(build_id)
+            except Exception as e:  # noqa: BLE001 - keep serving; the next monitor's sweep removes the pin
+                _log(f"releasing a build's network: {e!r}")
+
+        client.on_close = release
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            client.reply({"ok": True, "resolv_conf": resolv_conf}, fds=[fd], then_close=False)
+        finally:
+            os.close(fd)
+
     def _op_create(self, client: Client, request: dict) -> None:
         record = self.engine.containers.create(request["body"], name=request.get("name"))
         client.reply({"ok": True, "id": record.id})
@@ -811,12 +831,24 @@ def _log(message: str) -> None:
     sys.stderr.flush()
 
 
+def _return_to_started_mount_namespace() -> None:
+    """Started by a build, which runs in a private mount namespace: serve from the one the build came from,
+    so that what the monitor mounts (root file systems, namespace pins) is where every command sees it."""
+    fd = os.environ.pop("DOCKYARD_MOUNT_NAMESPACE_FD", None)
+    if fd is not None:
+        from dockyard.runtime import syscalls as sc
+
+        sc.setns(int(fd), sc.CLONE_NEWNS)
+        os.close(int(fd))
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     from pathlib import Path
 
     from dockyard.engine.engine import Engine
 
+    _return_to_started_mount_namespace()
     parser = argparse.ArgumentParser(prog="dockyard-monitor")
     parser.add_argument("--root", required=True)
     args = parser.parse_args(argv)
