@@ -4,6 +4,7 @@ its network, and RUN --mount (cache, tmpfs, bind, secret) that never ends up in 
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -150,6 +151,9 @@ def test_default_network_is_a_bridge_namespace_lent_for_the_build(context, build
     assert b"nameserver" in files["resolv"].data
     assert bridge["Options"]["com.docker.network.bridge.name"].encode() in files["host-ifaces"].data.split()
     assert _eventually(lambda: pins(dy) == [] and links("vdy") == veths)
+    # the build started the monitor from its private mount namespace; the monitor went back to ours
+    monitor = int((dy.root / "run" / "monitor.lock").read_text())
+    assert os.readlink(f"/proc/{monitor}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
 
 
 def test_a_killed_build_gives_its_network_back(context, build, dy):
