@@ -6,9 +6,9 @@ their kernel network state: the allocators live here in memory (all starts go th
 locking is needed), and everything made here is undone by `detach`, by `shutdown` when the monitor exits,
 or by `sweep` in the next monitor when one died.
 
-Order matters in `attach`: everything that touches /proc/sys/net, /proc/net or runs a program (bridges,
-sysctls, iptables) happens in the host's namespace before the thread enters the container's; inside it,
-only netlink requests and the DNS socket.
+Order matters in `attach` and `_plumb`: everything that touches /proc/sys/net, /proc/net or runs a program
+(bridges, sysctls, iptables) happens in the host's namespace, outside the blocks where the thread is in the
+container's; inside them, only netlink requests, the DNS socket and the new namespace's own IPv6 default.
 """
 
 from __future__ import annotations
