@@ -12,8 +12,9 @@ Then the ratios: dockyard / podman for S1 and S2 (targets: at most 1/4), publish
 
     bench/network_bench.py [--engines dockyard,docker,podman] [--out DIR] [--scale 1] [--skip-anchors]
 
-dockyard runs from this checkout with a private root (--root, default /tmp/dockyard-netbench), so the
-benchmark neither uses nor disturbs /var/lib/dockyard. Results go to --out (default /tmp/netbench-<time>),
+dockyard runs from this checkout, started as the installed command starts it (see dockyard_launcher), with a
+private root (--root, default /tmp/dockyard-netbench), so the benchmark neither uses nor disturbs
+/var/lib/dockyard. Results go to --out (default /tmp/netbench-<time>),
 never into the shared directory. Traffic stays on this machine (127.0.0.1 and the containers' bridges).
 """
 
@@ -37,8 +38,30 @@ FETCHES = 5  # downloads per sample: 500 MB
 WORKDIR = "/tmp/anchors-work-network"  # our own: a harness run of someone else's must not share scratch space
 
 
-def engine_commands(names: list[str], root: str) -> dict[str, str]:
-    dockyard = f"env PYTHONPATH={REPO} {sys.executable} -m dockyard --root {root}"
+def dockyard_launcher(out: str) -> str:
+    """A command that runs this checkout the way the installed `dockyard` runs (scripts/install.sh's launcher):
+    the virtualenv's interpreter with -S and the two directories put on the path, no `-m` (runpy's imports)
+    and no `env` in front.
+
+    Not `sys.executable -m dockyard`: which interpreter runs this script is an accident of the shell, and
+    site-packages .pth files of a base interpreter (here one imports certifi, ~20 ms) would be timed as if
+    they were dockyard's start-up.
+    """
+    venv = os.environ.get("DOCKYARD_VENV", "/opt/dockyard")
+    python = os.path.join(venv, "bin", "python3")
+    if not os.access(python, os.X_OK):
+        python = sys.executable
+    site = sh([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
+    path = os.path.join(out, "dockyard")
+    with open(path, "w") as f:
+        f.write(f"#!{python} -S\nimport sys\nsys.path[1:1] = [{REPO!r}, {site!r}]\n"
+                "from dockyard.cli.main import main\nsys.exit(main())\n")
+    os.chmod(path, 0o755)
+    return path
+
+
+def engine_commands(names: list[str], root: str, out: str) -> dict[str, str]:
+    dockyard = f"{dockyard_launcher(out)} --root {root}" if "dockyard" in names else ""
     known = {"dockyard": dockyard, "docker": "docker", "podman": "podman --runtime runc"}
     return {name: known[name] for name in names}
 
@@ -171,7 +194,7 @@ def main() -> int:
     if os.path.realpath(args.out).startswith(os.path.realpath(os.path.join(REPO, "..", "shared"))):
         raise SystemExit("results never go into the shared directory")
     os.makedirs(args.out, exist_ok=True)
-    engines = engine_commands([e for e in args.engines.split(",") if e], args.root)
+    engines = engine_commands([e for e in args.engines.split(",") if e], args.root, args.out)
     if "dockyard" in engines:  # busybox:local (and debian:local) in dockyard's private root
         sh([ANCHORS, "prepare", engines["dockyard"], "--workdir", WORKDIR], timeout=1200)
     medians = {} if args.skip_anchors else run_anchors(engines, args.out, args.scale)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
-
 from dockyard.config import run_root
 
 TYPE_CHECKING = False
@@ -17,6 +15,22 @@ if TYPE_CHECKING:
     from dockyard.engine.volumes import VolumeService
     from dockyard.store.metadata import Database
     from dockyard.store.store import Store
+
+
+class cached_property:  # noqa: N801 - functools.cached_property's name and behaviour
+    """functools.cached_property without importing functools, which imports collections (namedtuple): ~1-2 ms
+    of every command's start-up. The value lands in the instance's __dict__, which then shadows this."""
+
+    def __init__(self, function) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.function(instance)
+        return value
 
 
 class Engine:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dockyard.engine.container_store import ContainerRecord
@@ -363,16 +364,18 @@ class NetworkService:
             raise InvalidArgument(f"unknown network request {action!r}")
         return {"ok": True}
 
-    def attach(self, record: ContainerRecord) -> str | None:
-        """Prepare the container's network; returns a network namespace path to join, or None for a new one
-        (with HostConfig.NetworkMode "host" the spec keeps the host's namespace whatever this returns)."""
+    def attach(self, record: ContainerRecord) -> tuple[str | None, Callable[[], None]]:
+        """Prepare the container's network: a network namespace path to join, or None for a new one (with
+        HostConfig.NetworkMode "host" the spec keeps the host's namespace whatever this returns), and the
+        function that finishes the job, to call before the container's process starts (see
+        NetworkRuntime.attach)."""
         mode = record.data["HostConfig"].get("NetworkMode") or "default"
         if mode.startswith("container:"):
             other = self.engine.containers.get(mode.split(":", 1)[1])
             if not other.running:
                 raise Conflict(f"cannot join network of a non running container: {other.id}")
-            self._live().attach(record, shares_with=other)
-            return f"/proc/{other.state['Pid']}/ns/net"
+            _, plumb = self._live().attach(record, shares_with=other)
+            return f"/proc/{other.state['Pid']}/ns/net", plumb
         return self._live().attach(record)
 
     def detach(self, record: ContainerRecord) -> None:

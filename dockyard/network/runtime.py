@@ -6,9 +6,9 @@ their kernel network state: the allocators live here in memory (all starts go th
 locking is needed), and everything made here is undone by `detach`, by `shutdown` when the monitor exits,
 or by `sweep` in the next monitor when one died.
 
-Order matters in `attach`: everything that touches /proc/sys/net, /proc/net or runs a program (bridges,
-sysctls, iptables) happens in the host's namespace before the thread enters the container's; inside it,
-only netlink requests and the DNS socket.
+Order matters in `attach` and `_plumb`: everything that touches /proc/sys/net, /proc/net or runs a program
+(bridges, sysctls, iptables) happens in the host's namespace, outside the blocks where the thread is in the
+container's; inside them, only netlink requests, the DNS socket and the new namespace's own IPv6 default.
 """
 
 from __future__ import annotations
@@ -108,11 +108,21 @@ class NetworkRuntime(Resolver):
 
     # --- containers -----------------------------------------------------------------------------------------
 
-    def attach(self, record: ContainerRecord, shares_with: ContainerRecord | None = None) -> str | None:
-        """Make the container's namespace and endpoints; the namespace's path (None: the runtime makes an
-        empty one, or, for host or container: modes, joins another). `shares_with`: the container whose
-        namespace a container: mode container joins (it sees that one's /etc/hosts and resolv.conf, as
-        in Docker)."""
+    def attach(self, record: ContainerRecord,
+               shares_with: ContainerRecord | None = None) -> tuple[str | None, Callable[[], None]]:
+        """Give a container its network, in two steps: returns the path of its namespace (None: the runtime
+        makes an empty one, or, for host or container: modes, joins another) and `plumb`, to be called before
+        the container's process starts.
+
+        The first step makes the namespace (loopback only) and reserves the published ports, so a port clash
+        fails before anything is started. `plumb` does the rest: endpoints (veth pairs, addresses, routes),
+        published ports' DNAT, the DNS server, /etc/hosts and resolv.conf, inspect's settings. The runtime's
+        container setup (mounts, pivot_root...) does not look at interfaces, so the monitor runs `plumb` while
+        the container's init sets itself up in the namespace (supervise.launch). On failure `plumb` undoes
+        everything; `detach` undoes either step.
+
+        `shares_with`: the container whose namespace a container: mode container joins (it sees that one's
+        /etc/hosts and resolv.conf, as in Docker)."""
         data = record.data
         host, config = data["HostConfig"], data["Config"]
         mode = host.get("NetworkMode") or "default"
@@ -121,24 +131,37 @@ class NetworkRuntime(Resolver):
                 if data.get(key) and shares_with.data.get(key):
                     with open(shares_with.data[key]) as f:
                         etc_files.write(data[key], f.read())
-            return None
+            return None, _nothing
         if mode == "host" or mode.startswith("container:"):
             self._write_etc(record, None, host_network=mode == "host")
-            return None
+            return None, _nothing
         if record.id in self.sandboxes:  # attached twice without a detach: start from nothing
             self._dismantle(self.sandboxes[record.id])
         wanted = self._attached_networks(record)
         if not wanted:  # none, or disconnected from everything: loopback only
             self._write_etc(record, None)
-            return None
+            return None, _nothing
         lives = [self._up(net) for net, _ in wanted]
-        primary = lives[0]
         sandbox = Sandbox(record.id, record.name, self.ns.path(record.id))
         sandbox.dns_servers = [s for s in host.get("Dns") or [] if ":" not in s]
+        try:
+            if not lives[0].record.internal:
+                sandbox.bindings = ports.reserve(host, config, record.name)
+            with self.ns.create(record.id), Netlink() as inner:
+                disable_ipv6_on_new_links()
+                inner.set_up(1)
+        except BaseException:
+            self._dismantle(sandbox)
+            raise
+        self.sandboxes[record.id] = sandbox  # from here on, detach finds (and undoes) it
+        return sandbox.path, lambda: self._plumb(record, sandbox, lives, wanted)
+
+    def _plumb(self, record: ContainerRecord, sandbox: Sandbox, lives: list[LiveNetwork],
+               wanted: list[tuple[NetworkRecord, dict[str, Any]]]) -> None:
+        """attach's second step: the endpoints, ports, DNS and files of a sandbox whose namespace exists."""
+        primary = lives[0]
         made: list[tuple[LiveNetwork, IPv4Address]] = []
         try:
-            if not primary.record.internal:
-                sandbox.bindings = ports.reserve(host, config, record.name)
             addresses = []
             for live, (_, settings) in zip(lives, wanted):
                 requested = _requested_address(settings)
@@ -146,9 +169,7 @@ class NetworkRuntime(Resolver):
                 made.append((live, address))
                 addresses.append((address, requested is not None))
             user_network = any(not live.record.is_default_bridge for live in lives)
-            with self.ns.create(record.id) as netns_fd, Netlink() as inner:
-                disable_ipv6_on_new_links()
-                inner.set_up(1)
+            with self.ns.inside(record.id) as netns_fd, Netlink() as inner:
                 if user_network and self.dns is not None:
                     sandbox.dns = DnsServer.open_listener()
                 for live, (_, settings), (address, static) in zip(lives, wanted, addresses):
@@ -162,16 +183,13 @@ class NetworkRuntime(Resolver):
                                    [b.mapping(str(sandbox.primary.address)) for b in sandbox.bindings])
             if sandbox.dns is not None:
                 self.dns.serve(record.id, sandbox.dns)
-            self.sandboxes[record.id] = sandbox
             self._write_etc(record, sandbox)
             self._record_settings(record.id, sandbox)
         except BaseException:
             for live, address in made:
                 live.allocator.release(address)
-            made.clear()
             self._dismantle(sandbox)
             raise
-        return sandbox.path
 
     def detach(self, record: ContainerRecord) -> None:
         sandbox = self.sandboxes.pop(record.id, None)
@@ -384,6 +402,10 @@ class NetworkRuntime(Resolver):
             return []
         sandbox = self.sandboxes.get(container_id)
         return (sandbox.dns_servers if sandbox else []) or etc_files.host_nameservers()
+
+
+def _nothing() -> None:
+    pass
 
 
 def disable_ipv6_on_new_links() -> None:

@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dockyard.runtime import cgroups, hooks, init, namespaces, state
@@ -55,6 +56,7 @@ def create(
     seccomp_cache: str | None = None,
     no_new_keyring: bool = False,
     die_with_parent: bool = False,
+    meanwhile: Callable[[], None] | None = None,
 ) -> int:
     """Set up the container and leave its init blocked until `start`; returns the init's pid (our child).
 
@@ -63,6 +65,8 @@ def create(
     the caller already has it. seccomp_cache: directory caching compiled filters (default: <state_root>/.seccomp).
     no_new_keyring: keep the caller's session keyring instead of a fresh one named after the container.
     die_with_parent: the init is killed (SIGKILL) when the calling thread exits.
+    meanwhile: work of the caller's to do while the init sets itself up (in its namespaces, before it reports),
+    on the other CPU when there is one; if it raises, the init is killed and create fails with its error.
     """
     state.validate_id(container_id)
     bundle = os.path.abspath(bundle)
@@ -88,7 +92,7 @@ def create(
                                     "annotations": config.get("annotations") or {}})
         try:
             pid = _spawn(lambda: init.run_init(args), args, ns.has("pid") and "pid" not in ns.join,
-                         ns.join.get("pid"))
+                         ns.join.get("pid"), meanwhile)
         finally:
             if console is not None:
                 os.close(console)
@@ -142,7 +146,8 @@ def _connect_console(path: str | None) -> int:
     return s.detach()
 
 
-def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int:
+def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None,
+           meanwhile: Callable[[], None] | None = None) -> int:
     """Fork the child into its pid namespace (and its v2 cgroup); wait for its one-line report; return its pid."""
     r, w = os.pipe2(os.O_CLOEXEC)
     args.report_fd = w
@@ -172,6 +177,8 @@ def _spawn(body: Any, args: Any, new_pidns: bool, pidns_path: str | None) -> int
         if go_r >= 0:
             os.close(go_r)
     try:
+        if meanwhile is not None:
+            meanwhile()
         report = _read_report(r)
         if report and "hooks" in report:
             report = _run_create_hooks(args, pid, r, go_w)

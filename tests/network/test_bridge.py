@@ -182,6 +182,13 @@ def test_dns_and_add_host_flags(dy, busybox):
     assert bad.returncode == 125 and b"network nosuchnet not found" in bad.stderr
 
 
+def test_interface_sysctls_see_the_endpoint(dy, busybox):
+    """net.* sysctls may name eth0: with them the endpoint is made before the init writes them (otherwise it
+    is made while the init sets up, see supervise.launch)."""
+    out = dy.out("run", "--rm", "--sysctl", "net.ipv4.conf.eth0.forwarding=1", "busybox",
+                 "cat", "/proc/sys/net/ipv4/conf/eth0/forwarding")
+    assert out.strip() == "1"
+
 def test_restart_gets_a_fresh_namespace(dy, busybox):
     port = free_port()
     web(dy, "rs", "-p", f"{port}:80")

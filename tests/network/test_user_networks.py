@@ -4,10 +4,20 @@ isolation."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
-from tests.network.helpers import bridge_of, inspect, links, random_subnet, wait_for
+from tests.network.helpers import (
+    bridge_of,
+    free_port,
+    inspect,
+    links,
+    pins,
+    port_map,
+    random_subnet,
+    wait_for,
+)
 
 TCP_QUERY = """
 import socket, struct, sys
@@ -113,6 +123,28 @@ def test_names_and_aliases_resolve_on_user_networks(dy, busybox):
     dy("run", "-d", "--name", "plain", "busybox", "sleep", "100")
     assert resolve(dy, "plain", "db") == ""
 
+
+def test_failure_while_plumbing_leaves_nothing(dy, busybox):
+    """Endpoints are made while the container's init sets itself up (supervise.launch): an error there (an
+    address taken) kills that init and leaves no pin, veth, port reservation or port rule behind."""
+    subnet = random_subnet()
+    dy("network", "create", "--subnet", subnet, "plumbnet")
+    fixed = subnet.replace(".0/24", ".78")
+    dy("run", "-d", "--name", "holder", "--network", "plumbnet", "--ip", fixed, "busybox", "sleep", "100")
+    port = free_port()
+    failed = dy("run", "-d", "--name", "late", "--network", "plumbnet", "--ip", fixed, "-p", f"{port}:80",
+                "busybox", "sleep", "100", check=False)
+    assert failed.returncode == 125 and f"Address already in use: {fixed}".encode() in failed.stderr
+    late = inspect(dy, "late")
+    assert not late["State"]["Running"] and late["NetworkSettings"]["Ports"] == {}
+    assert pins(dy) == [inspect(dy, "holder")["Id"]] and links("vdy" + late["Id"][:6]) == []
+    assert f" {port} " not in port_map(bridge_of(dy, "plumbnet"))
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))  # the reservation went with it
+    dy("rm", "-f", "holder")
+    ok = dy("start", "late", check=False)  # the address is free now: the same container starts
+    assert ok.returncode == 0, ok.stderr
+    assert inspect(dy, "late")["NetworkSettings"]["Networks"]["plumbnet"]["IPAddress"] == fixed
 
 def test_static_ip_dns_servers_and_internal(dy, busybox):
     subnet = random_subnet()

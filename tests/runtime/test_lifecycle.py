@@ -314,6 +314,34 @@ def test_failing_create_hook_aborts(bundles: Bundles, state_root: str) -> None:
     assert host_snapshot(cid, "/nonexistent")["cgroups"] == 0
 
 
+def test_meanwhile_runs_during_setup_and_its_failure_aborts(bundles: Bundles, state_root: str) -> None:
+    """create(meanwhile=f) calls f once the init exists, before it has reported (the monitor plumbs the
+    network then); if f raises, the init is killed and create fails with f's error, leaving nothing."""
+    seen = []
+    cid = new_id()
+
+    def meanwhile() -> None:
+        seen.append(os.path.exists(os.path.join(state_root, cid, "state.json")))
+    pid = container.create(cid, str(bundles.make(default_spec(["true"]))), state_root, meanwhile=meanwhile)
+    try:
+        assert seen == [False]  # called once, before create recorded the container: while it was set up
+        assert container.get_state(cid, state_root)["status"] == "created"
+    finally:
+        container.delete(cid, state_root, force=True)
+        os.waitpid(pid, 0)
+
+    class Boom(Exception):
+        pass
+
+    def failing() -> None:
+        raise Boom("no network today")
+    cid = new_id()
+    with pytest.raises(Boom):
+        container.create(cid, str(bundles.make(default_spec(["true"]))), state_root, meanwhile=failing)
+    assert not os.path.exists(os.path.join(state_root, cid))
+    assert host_snapshot(cid, "/nonexistent")["cgroups"] == 0
+
+
 @pytest.mark.parametrize("threaded", [False, True], ids=["clone3-into-cgroup", "fork-then-join"])
 def test_cgroup_membership_both_fork_paths(threaded: bool, bundles: Bundles, state_root: str,
                                            tmp_path: Path) -> None:

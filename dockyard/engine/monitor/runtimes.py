@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 
 from dockyard.errors import Conflict, DockyardError, HostError, NotFound
 
@@ -25,11 +26,13 @@ class BuiltinRuntime:
         self.seccomp_cache = os.path.join(state_root, ".seccomp")
 
     def create(self, cid: str, bundle: str, spec: dict, stdio: Stdio | None = None,
-               console_socket: str | None = None) -> int:
+               console_socket: str | None = None, meanwhile: Callable[[], None] | None = None) -> int:
+        """meanwhile: done while the init sets itself up (see runtime.create)."""
         from dockyard import runtime
 
         return runtime.create(cid, bundle, self.state_root, stdio=stdio, console_socket=console_socket,
-                              config=spec, seccomp_cache=self.seccomp_cache, die_with_parent=True)
+                              config=spec, seccomp_cache=self.seccomp_cache, die_with_parent=True,
+                              meanwhile=meanwhile)
 
     def start(self, cid: str) -> None:
         from dockyard import runtime
@@ -81,7 +84,9 @@ class RuncRuntime:
         return result
 
     def create(self, cid: str, bundle: str, spec: dict, stdio: Stdio | None = None,
-               console_socket: str | None = None) -> int:
+               console_socket: str | None = None, meanwhile: Callable[[], None] | None = None) -> int:
+        if meanwhile is not None:
+            meanwhile()  # before: runc's init runs in another process we do not wait on part-way
         pid_file = os.path.join(bundle, "runc.pid")
         args = ["create", "--bundle", bundle, "--pid-file", pid_file]
         if console_socket:
