@@ -141,7 +141,7 @@ class StreamingUnpack:
         return True
 
     def _extract(self, source: _SpillThenPipe, target: str, options: object) -> None:
-        from dockyard.image.compression import HashingReader, decompressed, sniff
+        from dockyard.image.compression import HashingReader, ReadAhead, decompressed, sniff
         from dockyard.image.layer_apply import apply_layer
 
         try:
@@ -151,9 +151,11 @@ class StreamingUnpack:
                 if not chunk:
                     break
                 head += chunk
-            stream = HashingReader(decompressed(PrefixedStream(head, source), sniff(head)))  # type: ignore[arg-type]
-            size = apply_layer(stream, target, options).size  # type: ignore[arg-type]
-            stream.drain()
+            # Decompression on a thread of its own; hashing and applying here (see ReadAhead).
+            with ReadAhead(decompressed(PrefixedStream(head, source), sniff(head))) as ahead:  # type: ignore[arg-type]
+                stream = HashingReader(ahead)  # type: ignore[arg-type]
+                size = apply_layer(stream, target, options).size  # type: ignore[arg-type]
+                stream.drain()
             if stream.digest != self.diff_id:
                 raise CorruptContent(f"layer {self.layer.digest} does not match its diff id")
             while source.read(PIPE_SIZE):  # whatever follows the compressed stream, so the feeder never blocks
