@@ -58,8 +58,10 @@ class _SpillThenPipe:
 class StreamingUnpack:
     """One layer: fed by its download thread; started, finished or aborted by the pull's thread."""
 
-    def __init__(self, service: ImageService, lease: Lease, layer: Descriptor, diff_id: str, chain_id: str) -> None:
+    def __init__(self, service: ImageService, lease: Lease, layer: Descriptor, diff_id: str, chain_id: str,
+                 wake: threading.Event) -> None:
         self.service, self.lease, self.layer, self.diff_id, self.chain_id = service, lease, layer, diff_id, chain_id
+        self.wake = wake  # set when the pull's thread has something to do: the extraction ended
         self.key = new_key("extract")
         self._lock = threading.Lock()
         self.state = WAITING
@@ -166,6 +168,7 @@ class StreamingUnpack:
         finally:
             source.pipe.close()  # a feeder still writing gets EPIPE and stops
             self.extracted.set()
+            self.wake.set()
 
     def ready(self) -> bool:
         return self.ended and self.extracted.is_set()
@@ -206,6 +209,7 @@ class UnpackChain:
     def __init__(self, service: ImageService, lease: Lease, manifest: Manifest, config: ImageConfig,
                  downloading: set[str]) -> None:
         self.streams: list[StreamingUnpack] = []
+        self.wake = threading.Event()  # for run_all: tick() has work to do
         self.parent: str | None = None
         self.committed: set[str] = set()
         self._next = 0
@@ -221,7 +225,7 @@ class UnpackChain:
                 continue
             if layer.digest not in downloading or any(s.layer.digest == layer.digest for s in self.streams):
                 break  # a layer that is not coming through a download ends the chain
-            self.streams.append(StreamingUnpack(service, lease, layer, diff_id, chain_id))
+            self.streams.append(StreamingUnpack(service, lease, layer, diff_id, chain_id, self.wake))
 
     def sink(self, digest: str) -> StreamingUnpack | None:
         for stream in self.streams:
