@@ -65,6 +65,8 @@ class PrefixedStream:
         return data + self.rest.read(size - len(data))
 
     def readinto(self, target) -> int:
+        if not self.head and hasattr(self.rest, "readinto"):
+            return self.rest.readinto(target)  # past the seam: no copy of ours
         data = self.read(len(target))
         target[: len(data)] = data
         return len(data)

@@ -79,3 +79,14 @@ def test_corrupt_gzip_through_read_ahead_is_corrupt_content() -> None:
     with ReadAhead(decompressed(io.BytesIO(bytes(data)), "gzip")) as ahead:  # type: ignore[arg-type]
         with pytest.raises(CorruptContent):
             HashingReader(ahead).drain()  # type: ignore[arg-type]
+
+
+def test_prefixed_stream_readinto_across_the_seam() -> None:
+    from dockyard.image.compression import PrefixedStream
+
+    stream = PrefixedStream(b"head", io.BytesIO(b"-rest of it"))
+    buf = bytearray(6)
+    assert stream.readinto(buf) == 6 and buf == b"head-r"  # the head, then the rest, in one request
+    buf = bytearray(100)
+    n = stream.readinto(buf)  # past the seam: straight from the rest
+    assert buf[:n] == b"est of it"

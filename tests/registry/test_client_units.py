@@ -181,3 +181,23 @@ def test_run_all_raises_the_first_failure_and_cancels_the_rest() -> None:
     with pytest.raises(ValueError, match="boom"):
         run_all([waiting, failing], 2)
     assert cancelled.is_set()
+
+
+def test_spill_then_pipe_reads_the_spill_first(tmp_path: Path) -> None:
+    import tempfile
+
+    from dockyard.registry.client.unpack import _SpillThenPipe
+
+    spill = tempfile.TemporaryFile(dir=tmp_path)
+    spill.write(b"spilled")
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"+piped")
+    os.close(write_fd)
+    source = _SpillThenPipe(spill, 5, os.fdopen(read_fd, "rb", buffering=0))  # the spill holds 5 of its bytes
+    out = b""
+    buf = bytearray(3)
+    while n := source.readinto(buf):
+        out += buf[:n]
+    assert out == b"spill+piped"
+    source.pipe.close()
+    spill.close()
