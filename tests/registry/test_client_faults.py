@@ -294,3 +294,17 @@ def test_streamed_layer_escaping_its_root_is_refused(engine, tmp_path) -> None: 
             pull_image(engine.images, f"127.0.0.1:{fake.port}/x/big:1", PullOptions(), Progress())
         assert_nothing_left(engine)
         assert not (engine.store.root / "escaped").exists()
+
+
+def test_streamed_layer_extracted_from_wrong_bytes_is_never_committed(engine) -> None:  # type: ignore[no-untyped-def]
+    """The extraction may finish before the blob is verified (it reads on while the blob is fsynced); a blob
+    that then fails its digest must still leave no snapshot, even though its tar matched the diff id."""
+    expected = layer_from_bytes("f.bin", os.urandom(2 << 20), compress=False)
+    served = layer_from_bytes("f.bin", os.urandom(2 << 20), compress=False)
+    assert len(served) == len(expected)
+    manifest, blobs = image_with(expected, sha256(served))
+    blobs[sha256(expected)] = served
+    for fake in serve(FakeRegistry(manifest, blobs)):
+        with pytest.raises(CorruptContent, match="digest mismatch"):
+            pull_image(engine.images, f"127.0.0.1:{fake.port}/x/wrong:1", PullOptions(), Progress())
+        assert_nothing_left(engine)

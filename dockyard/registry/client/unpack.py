@@ -79,6 +79,7 @@ class StreamingUnpack:
         self._lock = threading.Lock()
         self.state = WAITING
         self.broken = False          # its result will not be used
+        self.fed_all = False         # every byte has been fed (not verified yet)
         self.ended = False           # the download is complete and verified
         self._spill: BinaryIO | None = tempfile.TemporaryFile(dir=service.store.root / "tmp")
         self._spilled = 0
@@ -116,10 +117,17 @@ class StreamingUnpack:
             self.broken = True
             self._close_writer()
 
+    def complete(self) -> None:
+        """Every byte has been fed. The extraction can read to the end while the blob is verified and fsynced
+        (which took 15-25 ms per layer here); its snapshot is still only committed after end()."""
+        with self._lock:
+            self.fed_all = True
+            self._close_writer()
+
     def end(self) -> None:
         """The download is complete and its digest verified."""
         with self._lock:
-            self.ended = True
+            self.fed_all = self.ended = True
             self._close_writer()
 
     def _close_writer(self) -> None:
@@ -143,7 +151,7 @@ class StreamingUnpack:
         except OSError:
             pass
         with self._lock:
-            if self.ended:  # nothing more will come through the pipe
+            if self.fed_all:  # nothing more will come through the pipe
                 os.close(write_fd)
             else:
                 self._write_fd = write_fd
