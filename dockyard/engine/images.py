@@ -98,7 +98,7 @@ class ImageService:
 
     @staticmethod
     def _apply_blob(blob: BinaryIO, layer: Descriptor, diff_id: str, target: str, options) -> int:
-        from dockyard.image.compression import HashingReader, decompressed, sniff_file
+        from dockyard.image.compression import HashingReader, ReadAhead, decompressed, sniff_file
         from dockyard.image.layer_apply import apply_layer
 
         compression = sniff_file(blob)
@@ -107,9 +107,11 @@ class ImageService:
                 raise CorruptContent(f"layer {layer.digest} is uncompressed, so its diff id must equal its "
                                      f"digest, but the config says {diff_id}")
             return apply_layer(blob, target, options, seekable=True).size
-        stream = HashingReader(decompressed(blob, compression))
-        size = apply_layer(stream, target, options).size  # type: ignore[arg-type]
-        stream.drain()
+        # Decompression on a thread of its own; hashing and applying here (see ReadAhead).
+        with ReadAhead(decompressed(blob, compression)) as ahead:
+            stream = HashingReader(ahead)  # type: ignore[arg-type]
+            size = apply_layer(stream, target, options).size  # type: ignore[arg-type]
+            stream.drain()
         if stream.digest != diff_id:
             raise CorruptContent(f"layer {layer.digest} does not match its diff id: expected {diff_id}, "
                                  f"got {stream.digest}")

@@ -11,6 +11,10 @@ setuid bits, and extraction must still never touch anything outside the root, wh
   the target is an overlay upper directory, or deletions when the target is a full copy of the tree;
 * memory stays bounded: data is streamed, sparse files keep their holes.
 
+A layer read from a stream goes through _TarStream rather than tarfile's own stream mode, which copies every
+byte of file data twice in Python (its _Stream buffer, then a BufferedReader) in chunks of its choosing: here
+tarfile only parses the headers, and file contents go from the source's chunks straight to os.write.
+
 On any error the caller throws the target directory away; this module never cleans up half a layer itself.
 """
 
@@ -204,17 +208,17 @@ class _Applier:
 
     # --- entries ----------------------------------------------------------------------------------------------
 
-    def apply(self, tar: tarfile.TarFile, source: BinaryIO | None) -> ApplyResult:
+    def apply(self, tar: tarfile.TarFile) -> ApplyResult:
         # tar.next() rather than iteration: tarfile keeps every member it has read in tar.members, which is
         # cleared as we go so a layer of 100k entries costs no more memory than one of ten.
         while (member := tar.next()) is not None:
             tar.members.clear()
             self.result.entries += 1
-            self._apply_member(tar, member, source)
+            self._apply_member(tar, member)
         self._set_dir_times()
         return self.result
 
-    def _apply_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo, source: BinaryIO | None) -> None:
+    def _apply_member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = _clean_name(member.name)
         if not parts:  # the root itself: only its metadata
             if member.isdir():
@@ -236,7 +240,7 @@ class _Applier:
         else:
             self._replace(parent, name, parts)
             if member.isreg():
-                self._write_file(tar, parent, name, member, source)
+                self._write_file(tar, parent, name, member)
             elif member.issym():
                 os.symlink(member.linkname, name, dir_fd=parent)
                 self._set_metadata(parent, name, member, symlink=True)
@@ -283,20 +287,17 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _write_file(self, tar: tarfile.TarFile, parent: int, name: str, member: tarfile.TarInfo,
-                    source: BinaryIO | None) -> None:
+    def _write_file(self, tar: tarfile.TarFile, parent: int, name: str, member: tarfile.TarInfo) -> None:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
                      dir_fd=parent)
         try:
             if member.sparse is not None:
                 self._copy_sparse(tar, member, fd)
-            elif source is not None:
-                # Uncompressed and seekable: let the kernel copy the bytes.
-                _copy_range(source.fileno(), member.offset_data, fd, member.size)
+            elif isinstance(tar.fileobj, _TarStream):
+                tar.fileobj.copy_to(fd, member.offset_data, member.size)
             else:
-                data = tar.extractfile(member)
-                assert data is not None
-                _copy_stream(data, fd, member.size, member.name)
+                # Uncompressed and seekable: let the kernel copy the bytes.
+                _copy_range(tar.fileobj.fileno(), member.offset_data, fd, member.size)  # type: ignore[union-attr]
             self.result.size += member.size
             self._set_metadata(fd, None, member)
         finally:
@@ -492,7 +493,7 @@ def _copy_stream(data, fd: int, length: int, name: str) -> None:
         remaining -= len(chunk)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -515,9 +516,71 @@ def _copy_range(src: int, offset: int, dst: int, size: int) -> None:
         remaining -= n
 
 
+class _TarStream:
+    """An uncompressed tar stream as tarfile's random-access mode reads it: read, tell, and seek forward only.
+
+    tarfile reads headers through it; regular files' contents are written by copy_to, slices of the source's
+    own chunks handed to os.write. Whatever `source.read` returns (a short read is not the end) is used.
+    """
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source = source
+        self.pos = 0
+        self.buf = memoryview(b"")  # the unread rest of the last chunk
+
+    def _fill(self) -> bool:
+        self.buf = memoryview(self.source.read(COPY_CHUNK))
+        return bool(self.buf)
+
+    def _take(self, size: int) -> memoryview | None:
+        """Up to `size` bytes of the current chunk (the next one if it is used up); None at the end."""
+        if not self.buf and not self._fill():
+            return None
+        piece, self.buf = self.buf[:size], self.buf[size:]
+        self.pos += len(piece)
+        return piece
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = -1 if size is None else size
+        pieces = []
+        while wanted != 0:
+            piece = self._take(wanted if wanted > 0 else COPY_CHUNK)
+            if piece is None:
+                break
+            pieces.append(piece)
+            if wanted > 0:
+                wanted -= len(piece)
+        return b"".join(pieces)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Forward only (tarfile skips padding and unread contents so); past the end stops at the end."""
+        if whence == os.SEEK_CUR:
+            offset += self.pos
+        elif whence != os.SEEK_SET:
+            raise tarfile.StreamError("seeking from the end of a stream")
+        if offset < self.pos:
+            raise tarfile.StreamError("seeking backwards is not allowed in a layer stream")
+        while self.pos < offset and self._take(offset - self.pos) is not None:
+            pass
+        return self.pos
+
+    def copy_to(self, fd: int, offset: int, size: int) -> None:
+        """Write the `size` bytes at `offset` (not behind us) to fd."""
+        self.seek(offset)
+        while size:
+            piece = self._take(size)
+            if piece is None:
+                raise tarfile.ReadError("unexpected end of data")
+            _write_all(fd, piece)
+            size -= len(piece)
+
+
 def open_tar_stream(stream: BinaryIO) -> tarfile.TarFile:
-    """A streaming reader over an uncompressed tar."""
-    return tarfile.open(fileobj=stream, mode="r|", bufsize=COPY_CHUNK)
+    """A reader over an uncompressed tar read from a stream (see _TarStream)."""
+    return tarfile.TarFile(fileobj=_TarStream(stream), mode="r")  # type: ignore[arg-type]
 
 
 def apply_layer(stream: BinaryIO, root: str, options: ApplyOptions | None = None, *,
@@ -530,14 +593,9 @@ def apply_layer(stream: BinaryIO, root: str, options: ApplyOptions | None = None
     options = options or ApplyOptions()
     applier = _Applier(root, options)
     try:
-        if seekable:
-            tar = tarfile.open(fileobj=stream, mode="r:")
-            source: BinaryIO | None = stream
-        else:
-            tar = open_tar_stream(stream)
-            source = None
+        tar = tarfile.open(fileobj=stream, mode="r:") if seekable else open_tar_stream(stream)
         with tar:
-            return applier.apply(tar, source)
+            return applier.apply(tar)
     except tarfile.TarError as e:
         raise UnsafeLayer(f"invalid layer tar: {e}") from None
     except OSError as e:

@@ -249,3 +249,66 @@ def test_truncated_tar_is_refused(target):
     data = LayerTar().file("a", b"x" * 5000).bytes()
     with pytest.raises(UnsafeLayer):
         apply(data[:2000], target)
+
+
+class Trickle:
+    """A stream that answers every read with a few bytes at most, as a pipe or a decompressor may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self.f, self.most = io.BytesIO(data), most
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(self.most if n is None or n < 0 else min(n, self.most))
+
+
+@pytest.mark.parametrize("most", [1, 511, 513, 1 << 20])
+def test_stream_in_short_reads(target, most):
+    """Headers, long names (pax), padding and contents that straddle the source's reads are all put back together."""
+    long_name = "/".join(["long-directory-name"] * 8) + "/file"
+    big = os.urandom(3 * 1024 * 1024 + 7)
+    layer = (LayerTar()
+             .file("small", b"s" * 3)
+             .file(long_name, b"long")
+             .file("big", big)
+             .symlink("link", "x" * 200)
+             .file("empty")
+             .bytes())
+    result = apply_layer(Trickle(layer, most), str(target))  # type: ignore[arg-type]
+    assert (target / "small").read_bytes() == b"sss"
+    assert (target / long_name).read_bytes() == b"long"
+    assert (target / "big").read_bytes() == big
+    assert os.readlink(target / "link") == "x" * 200
+    assert (target / "empty").read_bytes() == b""
+    assert result.size == 3 + 4 + len(big) and result.entries == 5
+
+
+def test_diff_id_covers_what_follows_the_tar_end(target):
+    """The reader may take more than the tar from the stream; the hash still sees every byte once, in order."""
+    import hashlib
+
+    from dockyard.image.compression import HashingReader
+
+    data = LayerTar().file("a", b"a" * 3000).bytes() + b"\0" * 8192 + b"trailing"
+    stream = HashingReader(Trickle(data, 700))  # type: ignore[arg-type]
+    apply_layer(stream, str(target))  # type: ignore[arg-type]
+    stream.drain()
+    assert stream.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_truncated_file_contents_are_refused(target):
+    data = LayerTar().file("a", b"x" * 5000).file("b", b"y").bytes()
+    with pytest.raises(UnsafeLayer, match="unexpected end of data"):
+        apply(data[:512 * 3 + 100], target)  # pax header, header, then part of a's contents
+
+
+def test_tar_stream_only_seeks_forward():
+    import tarfile
+
+    from dockyard.image.layer_apply import _TarStream
+
+    stream = _TarStream(io.BytesIO(b"0123456789"))  # type: ignore[arg-type]
+    assert stream.read(3) == b"012" and stream.tell() == 3
+    assert stream.seek(5) == 5 and stream.read(2) == b"56"
+    with pytest.raises(tarfile.StreamError):
+        stream.seek(0)
+    assert stream.seek(100) == 10 and stream.read(1) == b""  # past the end stops at the end

@@ -244,3 +244,67 @@ def test_spill_limit_leaves_layers_to_ordinary_unpack(engine, monkeypatch) -> No
         check_unpacked(engine, ref, files)
         assert engine.store.db.query("SELECT key FROM snapshots WHERE kind = 'active'") == []
         assert list((engine.store.root / "tmp").iterdir()) == []
+
+
+def image_with(layer: bytes, diff_id: str) -> tuple[bytes, dict[str, bytes]]:
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": sha256(config), "size": len(config)},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": sha256(layer), "size": len(layer)}]}).encode()
+    return manifest, {sha256(config): config, sha256(layer): layer}
+
+
+def assert_nothing_left(engine) -> None:  # type: ignore[no-untyped-def]
+    assert engine.images.records.all() == []
+    assert engine.store.db.query("SELECT key FROM snapshots") == []
+    assert list(engine.store.blobs.ingest_files()) == []
+    assert [t.name for t in threading.enumerate() if t.name in ("unpack", "read-ahead")] == []
+
+
+def test_streamed_layer_not_matching_its_diff_id_is_refused(engine) -> None:  # type: ignore[no-untyped-def]
+    layer = layer_from_bytes("big.bin", os.urandom(3 << 20), compress=True)
+    manifest, blobs = image_with(layer, sha256(b"not this layer"))
+    for fake in serve(FakeRegistry(manifest, blobs)):
+        with pytest.raises(CorruptContent, match="diff id"):
+            pull_image(engine.images, f"127.0.0.1:{fake.port}/x/big:1", PullOptions(), Progress())
+        assert_nothing_left(engine)
+
+
+def test_streamed_layer_escaping_its_root_is_refused(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import tarfile
+
+    from dockyard.errors import UnsafeLayer
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        big = tarfile.TarInfo("big.bin")
+        big.size = 3 << 20
+        tar.addfile(big, io.BytesIO(os.urandom(big.size)))  # so the download is still going when it fails
+        escape = tarfile.TarInfo("../escaped")
+        escape.size = 1
+        tar.addfile(escape, io.BytesIO(b"x"))
+    layer = gzip.compress(raw.getvalue())
+    manifest, blobs = image_with(layer, sha256(raw.getvalue()))
+    for fake in serve(FakeRegistry(manifest, blobs)):
+        with pytest.raises(UnsafeLayer):
+            pull_image(engine.images, f"127.0.0.1:{fake.port}/x/big:1", PullOptions(), Progress())
+        assert_nothing_left(engine)
+        assert not (engine.store.root / "escaped").exists()
+
+
+def test_streamed_layer_extracted_from_wrong_bytes_is_never_committed(engine) -> None:  # type: ignore[no-untyped-def]
+    """The extraction may finish before the blob is verified (it reads on while the blob is fsynced); a blob
+    that then fails its digest must still leave no snapshot, even though its tar matched the diff id."""
+    expected = layer_from_bytes("f.bin", os.urandom(2 << 20), compress=False)
+    served = layer_from_bytes("f.bin", os.urandom(2 << 20), compress=False)
+    assert len(served) == len(expected)
+    manifest, blobs = image_with(expected, sha256(served))
+    blobs[sha256(expected)] = served
+    for fake in serve(FakeRegistry(manifest, blobs)):
+        with pytest.raises(CorruptContent, match="digest mismatch"):
+            pull_image(engine.images, f"127.0.0.1:{fake.port}/x/wrong:1", PullOptions(), Progress())
+        assert_nothing_left(engine)

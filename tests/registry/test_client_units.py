@@ -135,3 +135,69 @@ def test_progress_displays() -> None:
     messages: list[dict] = []
     JsonProgress(messages.append).layer("abc", "Downloading", 5, 10)
     assert messages[0]["progressDetail"] == {"current": 5, "total": 10} and messages[0]["id"] == "abc"
+
+
+def test_run_all_ticks_as_soon_as_woken_or_a_task_ends(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    from dockyard.registry.client import parallel
+
+    monkeypatch.setattr(parallel, "WAKE_TIMEOUT", 30.0)  # so a tick that waited for the timeout would show
+    wake, first, second = threading.Event(), threading.Event(), threading.Event()
+    ticks: list[float] = []
+
+    def tick() -> None:
+        ticks.append(time.monotonic())
+        (second if first.is_set() else first).set()
+
+    def task(cancel: threading.Event) -> None:
+        assert first.wait(5)
+        wake.set()
+        assert second.wait(5)  # a tick came because of the wake, the task still running
+
+    start = time.monotonic()
+    parallel.run_all([task], 1, tick, wake)
+    assert time.monotonic() - start < 5  # and the end of the task was noticed at once too
+    assert len(ticks) >= 3
+
+
+def test_run_all_raises_the_first_failure_and_cancels_the_rest() -> None:
+    import threading
+
+    import pytest
+
+    from dockyard.registry.client.parallel import run_all
+
+    cancelled = threading.Event()
+
+    def failing(cancel: threading.Event) -> None:
+        raise ValueError("boom")
+
+    def waiting(cancel: threading.Event) -> None:
+        if cancel.wait(5):
+            cancelled.set()
+
+    with pytest.raises(ValueError, match="boom"):
+        run_all([waiting, failing], 2)
+    assert cancelled.is_set()
+
+
+def test_spill_then_pipe_reads_the_spill_first(tmp_path: Path) -> None:
+    import tempfile
+
+    from dockyard.registry.client.unpack import _SpillThenPipe
+
+    spill = tempfile.TemporaryFile(dir=tmp_path)
+    spill.write(b"spilled")
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"+piped")
+    os.close(write_fd)
+    source = _SpillThenPipe(spill, 5, os.fdopen(read_fd, "rb", buffering=0))  # the spill holds 5 of its bytes
+    out = b""
+    buf = bytearray(3)
+    while n := source.readinto(buf):
+        out += buf[:n]
+    assert out == b"spill+piped"
+    source.pipe.close()
+    spill.close()

@@ -8,28 +8,38 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 Task = Callable[[threading.Event], None]
+WAKE_TIMEOUT = 0.1  # s: only a safety net, every change of state sets the wake event
 
 
-def run_all(tasks: list[Task], workers: int, tick: Callable[[], None] | None = None) -> None:
-    """Run the tasks on up to `workers` threads; `tick` runs on the calling thread every 10 ms meanwhile
-    (and once more at the end), for work that must stay on this thread (the store's database)."""
+def run_all(tasks: list[Task], workers: int, tick: Callable[[], None] | None = None,
+            wake: threading.Event | None = None) -> None:
+    """Run the tasks on up to `workers` threads; `tick` runs on the calling thread whenever a task ends or
+    `wake` is set (and once more at the end), for work that must stay on this thread (the store's database).
+
+    Event-driven rather than polled: in a pull, the time between a layer's extraction ending and its
+    commit (which starts the next layer) is on the critical path.
+    """
     if not tasks:
         if tick is not None:
             tick()
         return
     cancel = threading.Event()
+    wake = wake or threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks))), thread_name_prefix="transfer")
     futures: list[Future] = [pool.submit(task, cancel) for task in tasks]
+    for future in futures:
+        future.add_done_callback(lambda _: wake.set())
     try:
         while True:
-            _, pending = wait(futures, timeout=0.01 if tick is not None else None, return_when=FIRST_EXCEPTION)
+            wake.clear()  # before looking: whatever happens from here on sets it again
             if tick is not None:
                 tick()
-            if not pending or any(f.done() and f.exception() is not None for f in futures):
+            if all(f.done() for f in futures) or any(f.done() and f.exception() is not None for f in futures):
                 break
+            wake.wait(WAKE_TIMEOUT)
         failed = [f for f in futures if f.done() and f.exception() is not None]
         if failed:
             cancel.set()

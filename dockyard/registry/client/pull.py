@@ -146,7 +146,7 @@ def _fetch_layers(client: RegistryClient, ref: Reference, manifest: Manifest, co
         return fetch
 
     try:
-        run_all([fetcher(layer) for layer in todo], parallel, chain.tick)
+        run_all([fetcher(layer) for layer in todo], parallel, chain.tick, chain.wake)
         chain.tick(wait=True)
     except BaseException:
         chain.abort()

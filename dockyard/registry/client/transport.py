@@ -254,8 +254,9 @@ class RegistryClient:
                    sink: Any = None) -> str:
         """Download a blob into the blob store, resuming after interruptions; returns its verified digest.
 
-        `sink` (optional) sees every byte too, in order: `sink.feed(data)`, and `sink.restart()` when the
-        download has to start over from the first byte.
+        `sink` (optional) sees every byte too, in order: `sink.feed(data)`, `sink.restart()` when the
+        download has to start over from the first byte, and `sink.complete()` once every byte is in, before
+        the blob is verified.
         """
         scopes = (f"repository:{repo}:pull",)
         writer = new_writer()
@@ -271,6 +272,8 @@ class RegistryClient:
                         raise HostError(f"downloading {blob.digest} from {self.domain}/{repo} failed "
                                         f"{failures} times, last: {e}") from None
                     time.sleep(min(0.1 * 2 ** failures, 2))
+            if sink is not None:
+                sink.complete()
             # Verifies size and digest, fsyncs and renames into place: a wrong byte never becomes visible.
             return writer.commit()
         finally:
