@@ -28,6 +28,8 @@ import shutil
 import subprocess
 import sys
 
+from launcher import write_launcher  # (bench/ is sys.path[0] when a benchmark runs)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ANCHORS = os.path.join(os.path.dirname(REPO), "shared", "bench", "anchors")
@@ -48,12 +50,7 @@ def dockyard_wrapper(work: str) -> str:
     # Byte-compiled, as an installed package is (PYTHONDONTWRITEBYTECODE would otherwise make every command
     # compile its modules again).
     subprocess.run([sys.executable, "-m", "compileall", "-q", code], check=True)
-    path = os.path.join(work, "bin", "dockyard")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(f"#!/bin/sh\nPYTHONPATH={code} exec {sys.executable} -m dockyard --root {work}/root \"$@\"\n")
-    os.chmod(path, 0o755)
-    return path
+    return write_launcher(os.path.join(work, "bin", "dockyard"), code, root=os.path.join(work, "root"))
 
 
 def engines(names: list[str], work: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ Then the ratios: dockyard / podman for S1 and S2 (targets: at most 1/4), publish
 
     bench/network_bench.py [--engines dockyard,docker,podman] [--out DIR] [--scale 1] [--skip-anchors]
 
-dockyard runs from this checkout, started as the installed command starts it (see dockyard_launcher), with a
+dockyard runs from this checkout, started as the installed command starts it (see launcher.py), with a
 private root (--root, default /tmp/dockyard-netbench), so the benchmark neither uses nor disturbs
 /var/lib/dockyard. Results go to --out (default /tmp/netbench-<time>),
 never into the shared directory. Traffic stays on this machine (127.0.0.1 and the containers' bridges).
@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from launcher import write_launcher  # (bench/ is sys.path[0] when a benchmark runs)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ANCHORS = os.environ.get("ANCHORS", os.path.join(os.path.dirname(REPO), "shared", "bench", "anchors"))
 FILE_MB = 100
@@ -38,30 +40,8 @@ FETCHES = 5  # downloads per sample: 500 MB
 WORKDIR = "/tmp/anchors-work-network"  # our own: a harness run of someone else's must not share scratch space
 
 
-def dockyard_launcher(out: str) -> str:
-    """A command that runs this checkout the way the installed `dockyard` runs (scripts/install.sh's launcher):
-    the virtualenv's interpreter with -S and the two directories put on the path, no `-m` (runpy's imports)
-    and no `env` in front.
-
-    Not `sys.executable -m dockyard`: which interpreter runs this script is an accident of the shell, and
-    site-packages .pth files of a base interpreter (here one imports certifi, ~20 ms) would be timed as if
-    they were dockyard's start-up.
-    """
-    venv = os.environ.get("DOCKYARD_VENV", "/opt/dockyard")
-    python = os.path.join(venv, "bin", "python3")
-    if not os.access(python, os.X_OK):
-        python = sys.executable
-    site = sh([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
-    path = os.path.join(out, "dockyard")
-    with open(path, "w") as f:
-        f.write(f"#!{python} -S\nimport sys\nsys.path[1:1] = [{REPO!r}, {site!r}]\n"
-                "from dockyard.cli.main import main\nsys.exit(main())\n")
-    os.chmod(path, 0o755)
-    return path
-
-
 def engine_commands(names: list[str], root: str, out: str) -> dict[str, str]:
-    dockyard = f"{dockyard_launcher(out)} --root {root}" if "dockyard" in names else ""
+    dockyard = f"{write_launcher(os.path.join(out, 'dockyard'))} --root {root}" if "dockyard" in names else ""
     known = {"dockyard": dockyard, "docker": "docker", "podman": "podman --runtime runc"}
     return {name: known[name] for name in names}
 

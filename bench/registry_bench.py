@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+from launcher import write_launcher  # (bench/ is sys.path[0] when a benchmark runs)
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "registry"))
@@ -135,14 +137,15 @@ class Bench:
         self.work.mkdir(parents=True, exist_ok=True)
         self.results: dict[tuple[str, str, str, str], list[float]] = {}   # (kind, pair, op, what) -> seconds
         self.dy_root = self.work / "dockyard-root"
-        self.env = dict(os.environ, PYTHONPATH=str(REPO), DOCKER_CONFIG=str(self.work / "docker-config"))
+        self.env = dict(os.environ, DOCKER_CONFIG=str(self.work / "docker-config"))
+        self.launcher = write_launcher(str(self.work / "bin" / "dockyard"))
 
     def record(self, kind: str, pair: str, op: str, seconds: float) -> None:
         self.results.setdefault((kind, pair, op), []).append(seconds)
         print(f"  {kind:4} {pair:28} {op:14} {seconds:6.2f} s  {PAYLOAD / MiB / seconds:7.1f} MiB/s", flush=True)
 
     def dockyard(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "dockyard", "--root", str(self.dy_root), *args]
+        return [self.launcher, "--root", str(self.dy_root), *args]
 
     def skopeo_push(self, layout: Path, host: str, repo: str) -> float:
         return timed(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:1",
