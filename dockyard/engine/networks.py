@@ -10,7 +10,6 @@ up) are sent to it; with no monitor running nothing is live, and the command doe
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +32,8 @@ def default_bridge_name(root: str) -> str:
         return os.environ["DOCKYARD_BRIDGE"]
     if root == DEFAULT_ROOT:
         return DEFAULT_BRIDGE
+    import hashlib  # (here: hashlib loads OpenSSL, ~2 MiB of the monitor's memory that the default root spares)
+
     return "dy" + hashlib.sha256(root.encode()).hexdigest()[:10]
 
 

@@ -6,7 +6,6 @@ same, only the media types differ), and a manifest's original bytes are kept, si
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
@@ -50,6 +49,8 @@ def canonical_json(value: Any) -> bytes:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # (here, not at the top: the monitor imports this module and never hashes)
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

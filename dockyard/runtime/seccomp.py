@@ -1,7 +1,8 @@
 """seccomp: compile the spec's `linux.seccomp` with libseccomp (ctypes, loaded lazily) into a BPF program.
 
-Compiling a Docker-sized profile costs milliseconds, so the exported program is cached on disk under a key
-that hashes the profile and the host architecture; a warm run only reads a few KiB and calls prctl. The
+Compiling a Docker-sized profile costs milliseconds, so the exported program is cached: in memory for the
+process (the monitor launches many containers), and on disk under a name derived from the profile and the
+host architecture; a warm run only reads a few KiB and calls prctl. The
 filter is installed by `syscalls.seccomp_load_bpf`, not by libseccomp's seccomp_load, so libseccomp never
 sets no_new_privs behind the spec's back.
 
@@ -12,10 +13,10 @@ skipped; args with distinct indexes form one rule (AND), repeated indexes make o
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import tempfile
+import zlib
 from functools import cache
 from typing import Any
 
@@ -133,26 +134,42 @@ def _export(lib: ctypes.CDLL, ctx: int) -> bytes:
         return f.read()
 
 
-def cache_key(profile: dict[str, Any]) -> str:
+def cache_key(profile: dict[str, Any]) -> bytes:
+    """The profile, canonical, and the architecture it is compiled for: what a cached program must match."""
     text = json.dumps(profile, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{os.uname().machine}\n{text}".encode()).hexdigest()
+    return f"{os.uname().machine}\n{text}".encode()
+
+
+_compiled: dict[bytes, bytes] = {}  # cache_key -> program, for this process
 
 
 def program_for(profile: dict[str, Any], cache_dir: str | None) -> bytes:
-    """The BPF program of a profile, from the cache when possible (written atomically when compiled)."""
+    """The BPF program of a profile, from the caches when possible (the file written atomically).
+
+    A cache file is named by a CRC of the key and holds the key itself before the program, so a name that two
+    profiles share is a miss, never the wrong filter. (Not a hashlib digest: hashlib loads OpenSSL, ~2 MiB
+    of resident memory in the monitor, which has no other use for it.)"""
+    key = cache_key(profile)
+    program = _compiled.get(key)
+    if program is not None:
+        return program
     if not cache_dir:
-        return compile_bpf(profile)
-    path = os.path.join(cache_dir, cache_key(profile) + ".bpf")
+        program = _compiled[key] = compile_bpf(profile)
+        return program
+    path = os.path.join(cache_dir, f"{zlib.crc32(key):08x}-{len(key):x}.bpf")
     try:
         with open(path, "rb") as f:
-            return f.read()
+            stored, _, program = f.read().partition(b"\0")
+        if stored == key:
+            _compiled[key] = program
+            return program
     except FileNotFoundError:
         pass
-    program = compile_bpf(profile)
+    program = _compiled[key] = compile_bpf(profile)
     os.makedirs(cache_dir, mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
     try:
-        os.write(fd, program)
+        os.write(fd, key + b"\0" + program)
     finally:
         os.close(fd)
     os.rename(tmp, path)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import CLI
+from tests.conftest import CLI, cli_env
 
 
 def state(dy: CLI, name: str) -> dict:
@@ -445,6 +445,29 @@ def test_tty_exit_code(dy, busybox):
         assert proc.wait(timeout=15) == 6
     finally:
         os.close(master)
+
+
+def test_a_command_during_a_monitor_shutdown_gets_the_next_monitor(dy, busybox):
+    """A command that finds no monitor answering while one still holds the lock (on its way out) waits for it
+    to go and starts the next one, rather than giving up."""
+    import fcntl
+
+    from dockyard.engine.monitor import protocol
+
+    dy("run", "--rm", "busybox", "true")  # a monitor, then none: ask it to go
+    protocol.request(str(dy.root / "run" / "monitor.sock"), {"op": "shutdown"})
+    wait_for(lambda: not (dy.root / "run" / "monitor.sock").exists())
+    lock = os.open(dy.root / "run" / "monitor.lock", os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # what an exiting monitor holds until its very end
+    try:
+        cmd = [sys.executable, "-m", "dockyard", "--root", str(dy.root), "run", "--rm", "busybox", "echo", "served"]
+        command = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+        time.sleep(1.5)  # the command has found the lock taken by now
+    finally:
+        os.close(lock)
+    out, err = command.communicate(timeout=30)
+    assert command.returncode == 0, err.decode()
+    assert out == b"served\n"
 
 
 def test_monitor_shutdown_cleans_up_its_containers(dy, busybox):

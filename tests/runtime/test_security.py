@@ -121,6 +121,24 @@ def test_seccomp_program_is_cached(bundles: Bundles, state_root: str) -> None:
     assert {f: f.stat().st_mtime_ns for f in files} == stamp
 
 
+def test_seccomp_cache_file_must_hold_the_same_profile(tmp_path: Path) -> None:
+    """A cache file is trusted only when the profile stored in it is the one asked for: two profiles whose
+    file names meet get their own programs, never each other's."""
+    from dockyard.runtime import seccomp
+
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    compiled = seccomp.compile_bpf(profile)
+    assert seccomp.program_for(profile, str(tmp_path)) == compiled
+    (cached,) = tmp_path.glob("*.bpf")
+    seccomp._compiled.clear()  # as in a new process: the file is all there is
+    assert seccomp.program_for(profile, str(tmp_path)) == compiled
+    other = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]}
+    cached.write_bytes(seccomp.cache_key(other) + b"\0" + seccomp.compile_bpf(other))  # a name collision
+    seccomp._compiled.clear()
+    assert seccomp.program_for(profile, str(tmp_path)) == compiled
+    assert cached.read_bytes() == seccomp.cache_key(profile) + b"\0" + compiled  # and the file is fixed
+
+
 def test_no_new_privileges_and_seccomp_mode(bundles: Bundles, state_root: str) -> None:
     result = run_ours(bundles.make(default_spec(["grep", "-E", "NoNewPrivs|Seccomp:", "/proc/self/status"],
                                                 no_new_privileges=True, uid=1000, gid=1000)), state_root)

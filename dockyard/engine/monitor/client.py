@@ -19,6 +19,7 @@ from dockyard.errors import (
 )
 
 START_TIMEOUT = 10.0
+RESPAWN_AFTER = 0.5  # s between attempts to start a monitor while none answers
 ERRORS = {404: NotFound, 409: Conflict, 400: InvalidArgument, 304: NotModified, 403: Forbidden}
 
 
@@ -73,17 +74,21 @@ class MonitorClient:
         self.path = socket_path(run_root)
 
     def _connect(self):
-        deadline = None
+        deadline = time.monotonic() + START_TIMEOUT
+        last_spawn = None
         while True:
             try:
                 return protocol.connect(self.path)
             except (FileNotFoundError, ConnectionRefusedError):
                 pass
-            if deadline is None:
-                self._spawn()
-                deadline = time.monotonic() + START_TIMEOUT
-            elif time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise HostError(f"the monitor did not start (see {self.run_root}/monitor.log)")
+            # Not again at once: a monitor just started takes a moment to take its lock. Again later, though:
+            # _spawn does nothing while a monitor holds the lock, and that one may be on its way out.
+            if last_spawn is None or now - last_spawn > RESPAWN_AFTER:
+                self._spawn()
+                last_spawn = now
             time.sleep(0.005)
 
     def _spawn(self) -> None:
