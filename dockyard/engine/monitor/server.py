@@ -843,16 +843,17 @@ def _return_to_started_mount_namespace() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     from pathlib import Path
 
     from dockyard.engine.engine import Engine
 
     _return_to_started_mount_namespace()
-    parser = argparse.ArgumentParser(prog="dockyard-monitor")
-    parser.add_argument("--root", required=True)
-    args = parser.parse_args(argv)
-    engine = Engine(Path(args.root))
+    # One way to be started (client.py's): no argparse, whose import would stay resident for the monitor's life.
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "--root":
+        sys.stderr.write("usage: python -m dockyard.engine.monitor --root DIR\n")
+        return 2
+    engine = Engine(Path(args[1]))
     lock_path = os.path.join(str(engine.run_root), "monitor.lock")
     os.makedirs(str(engine.run_root), exist_ok=True)
     lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
