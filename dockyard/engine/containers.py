@@ -14,7 +14,6 @@ import time
 from dockyard.engine.container_store import ContainerRecord, ContainerStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.fsutil import remove_tree
-from dockyard.procfs import is_alive
 from dockyard.timeutil import rfc3339
 
 TYPE_CHECKING = False
@@ -69,17 +68,20 @@ class ContainerService:
         return [self.refresh(r, monitor_alive) for r in self.records.all()]
 
     def refresh(self, record: ContainerRecord, monitor_alive: bool | None = None) -> ContainerRecord:
-        """Keep `ps` truthful: a container recorded as running whose monitor or process is gone has exited."""
+        """Keep `ps` truthful: a container recorded as running whose monitor is gone has died with it."""
         state = record.state
         if not state.get("Running"):
             return record
         if monitor_alive is None:
             monitor_alive = self.engine.monitor_alive()
-        if monitor_alive and is_alive(state.get("Pid", 0)):
+        if monitor_alive:
+            # It records every exit of its containers, a moment after the process goes (it may not have reaped
+            # it yet): marking it here would race that, and write a made-up exit code over the real one.
             return record
+        pid = state.get("Pid", 0)
 
         def mark_dead(data: dict) -> None:
-            if data["State"].get("Running"):
+            if data["State"].get("Running") and data["State"].get("Pid", 0) == pid:  # (not a later start)
                 data["State"].update(Status="exited", Running=False, Paused=False, Restarting=False, Pid=0,
                                      ExitCode=137, FinishedAt=rfc3339(),
                                      Error="the container's monitor stopped; the container was killed")

@@ -158,6 +158,24 @@ def test_kill_and_sigkill_of_pid1(dy, busybox):
     assert "Exited (137)" in dy.out("ps", "-a", "--format", "{{.Status}}")
 
 
+def test_an_exit_is_the_monitor_s_to_record(dy, busybox):
+    """A command that looks while the monitor has not reaped an exited PID 1 yet leaves the record alone:
+    the monitor then records the real exit (it used to be overwritten as "the monitor stopped", code 137)."""
+    dy("run", "-d", "--name", "zz", "busybox", "sh", "-c", "trap 'exit 3' TERM; sleep 1000 & wait")
+    pid = state(dy, "zz")["Pid"]
+    monitor_pid = int((dy.root / "run" / "monitor.lock").read_text())
+    os.kill(monitor_pid, signal.SIGSTOP)  # so PID 1 stays a zombie, not reaped, after it exits
+    try:
+        os.kill(pid, signal.SIGTERM)
+        assert wait_for(lambda: open(f"/proc/{pid}/stat").read().split()[2] == "Z")
+        assert state(dy, "zz")["Running"]  # not yet known to have exited: not written as a guess
+    finally:
+        os.kill(monitor_pid, signal.SIGCONT)
+    assert wait_for(lambda: not state(dy, "zz")["Running"])
+    s = state(dy, "zz")
+    assert s["ExitCode"] == 3 and s["Error"] == ""
+
+
 def test_killed_monitor_leaves_ps_truthful(dy, busybox):
     dy("run", "-d", "--name", "mm", "busybox", "sleep", "1000")
     container_pid = state(dy, "mm")["Pid"]
