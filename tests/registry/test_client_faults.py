@@ -71,15 +71,8 @@ class FakeRegistry:
 @pytest.fixture
 def fake_image() -> tuple[bytes, dict[str, bytes], bytes]:
     layer = layer_from_bytes("big.bin", os.urandom(3 << 20), compress=True)
-    diff_id = sha256(gzip.decompress(layer))
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                      "digest": sha256(config), "size": len(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                       "digest": sha256(layer), "size": len(layer)}]}).encode()
-    return manifest, {sha256(config): config, sha256(layer): layer}, layer
+    manifest, blobs = image_with(layer, sha256(gzip.decompress(layer)))
+    return manifest, blobs, layer
 
 
 def serve(fake: FakeRegistry) -> Iterator[FakeRegistry]:
