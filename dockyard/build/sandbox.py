@@ -49,7 +49,8 @@ class Sandbox:
     """Scratch directories of one build: `dir` (under the run root: mount points, runtime state, small files)
     and `tmp` (under the store root, same file system as the snapshots: downloads, unpacked archives)."""
 
-    def __init__(self, run_root: str, store_tmp: str, monitor: Callable[[], MonitorClient] | None = None) -> None:
+    def __init__(self, run_root: str, store_tmp: str,
+                 monitor: Callable[[], MonitorClient] | None = None) -> None:
         tag = _owner_tag()
         self.monitor = monitor  # how to reach the monitor, which lends the build a bridge network
         self.networks: dict[str, Any] = {}  # RUN network mode -> the build.network.RunNetwork made for it

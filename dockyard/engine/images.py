@@ -270,7 +270,8 @@ class ImageService:
                            f"referenced in multiple repositories")
 
     def prune(self, all_images: bool = False, until: float | None = None,
-              label_filters: list[str] | None = None, not_label_filters: list[str] | None = None) -> RemoveReport:
+              label_filters: list[str] | None = None,
+              not_label_filters: list[str] | None = None) -> RemoveReport:
         """Remove dangling images (all unused ones with `all_images`)."""
         report = RemoveReport()
         tagged = self.records.all_tags()
@@ -282,7 +283,8 @@ class ImageService:
             if until is not None and image.added >= until:
                 continue
             if (label_filters or not_label_filters) and not labels_match(
-                    self.config_of(image).config.get("Labels") or {}, label_filters or (), not_label_filters or ()):
+                    self.config_of(image).config.get("Labels") or {}, label_filters or (),
+                    not_label_filters or ()):
                 continue
             try:
                 sub = self.remove(image.id, force=True, prune=False)

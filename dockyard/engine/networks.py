@@ -32,7 +32,7 @@ def default_bridge_name(root: str) -> str:
         return os.environ["DOCKYARD_BRIDGE"]
     if root == DEFAULT_ROOT:
         return DEFAULT_BRIDGE
-    import hashlib  # (here: hashlib loads OpenSSL, ~2 MiB of the monitor's memory that the default root spares)
+    import hashlib  # (here: it loads OpenSSL, ~2 MiB of the monitor's memory, which the default root spares)
 
     return "dy" + hashlib.sha256(root.encode()).hexdigest()[:10]
 

@@ -214,7 +214,8 @@ class NetworkRuntime(Resolver):
             with self.ns.create(build_id) as netns_fd, Netlink() as inner:
                 disable_ipv6_on_new_links()
                 inner.set_up(1)
-                add_endpoint(self.nl, inner, netns_fd, sandbox, live, address, [], default_route=True, static=False)
+                add_endpoint(self.nl, inner, netns_fd, sandbox, live, address, [], default_route=True,
+                             static=False)
             wait_carrier(sandbox.primary)
         except BaseException:
             live.allocator.release(address)

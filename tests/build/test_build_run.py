@@ -140,7 +140,8 @@ def test_default_network_is_a_bridge_namespace_lent_for_the_build(context, build
     default route through the bridge), not the host's interfaces; it is given back when the build ends."""
     veths = links("vdy")
     ctx = context("FROM busybox:latest\n"
-                  "RUN ls /sys/class/net > /ifaces && ip -4 route > /routes && cat /etc/resolv.conf > /resolv\n"
+                  "RUN ls /sys/class/net > /ifaces && ip -4 route > /routes\n"
+                  "RUN cat /etc/resolv.conf > /resolv\n"
                   "RUN --network=host ls /sys/class/net > /host-ifaces\n")
     build(ctx, "-t", "run:net")
     files = image_files(dy.root, "run:net")
@@ -156,6 +157,15 @@ def test_default_network_is_a_bridge_namespace_lent_for_the_build(context, build
     assert os.readlink(f"/proc/{monitor}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
 
 
+def test_the_monitor_still_idles_out_after_lending_a_network(context, build, dy):
+    """The build's connection is the monitor's only client while the build runs; once it is closed the
+    monitor is idle again, and goes."""
+    build(context("FROM busybox:latest\nRUN true\n"), "-t", "run:idle", env={"DOCKYARD_MONITOR_IDLE": "1"})
+    monitor = int((dy.root / "run" / "monitor.lock").read_text())
+    assert _eventually(lambda: not os.path.exists(f"/proc/{monitor}"), timeout=15)
+    assert pins(dy) == []
+
+
 def test_a_killed_build_gives_its_network_back(context, build, dy):
     """The monitor holds the build's namespace for as long as the build's connection is open."""
     ctx = context("FROM busybox:latest\nRUN sleep 60\n")
@@ -168,7 +178,8 @@ def test_a_killed_build_gives_its_network_back(context, build, dy):
     finally:
         proc.kill()
         proc.wait()
-    assert _eventually(lambda: pins(dy) == [] and not any(link.startswith("vdy" + lent[:6]) for link in links()))
+    gone = f"vdy{lent[:6]}"
+    assert _eventually(lambda: pins(dy) == [] and not any(link.startswith(gone) for link in links()))
 
 
 def test_workdir_is_made_owned_by_the_user(context, build, dy):

@@ -64,7 +64,7 @@ class Client:
         self.fds: list[int] = []
         self.handled = False
         self.on_frame: Callable[[int, bytes], None] | None = None
-        self.on_close: Callable[[], None] | None = None
+        self.on_close: Callable[[], None] | None = None  # what a request leaves for when the connection ends
         self.closing = False
         self.closed = False
 
@@ -108,6 +108,7 @@ class Client:
                 pass
         self.fds = []
         self.sock.close()
+        self.monitor.clients.discard(self)  # (here, not in on_close, which requests replace)
         if self.on_close is not None:
             self.on_close()
 
@@ -270,7 +271,6 @@ class Monitor:
         sock.setblocking(False)
         client = Client(self, sock)
         self.clients.add(client)
-        client.on_close = lambda: self.clients.discard(client)
         self.sel.register(sock, selectors.EVENT_READ, self._client_event)
 
     def _client_event(self, sock, mask) -> None:
@@ -481,7 +481,6 @@ class Monitor:
             running.stdin_owner = client
 
         def on_close() -> None:
-            self.clients.discard(client)
             if client in running.clients:
                 running.clients.remove(client)
             stdin_once = self._config(running.id).get("StdinOnce")
@@ -848,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
     from dockyard.engine.engine import Engine
 
     _return_to_started_mount_namespace()
-    # One way to be started (client.py's): no argparse, whose import would stay resident for the monitor's life.
+    # One way to be started (client.py's): no argparse, whose import would stay resident as long as we live.
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "--root":
         sys.stderr.write("usage: python -m dockyard.engine.monitor --root DIR\n")
