@@ -15,16 +15,15 @@ or directory at one of those paths, absent from the image) and left out the same
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
 import stat
 from collections.abc import Iterator
 
 from dockyard.fsutil import DIR_FLAGS
+from dockyard.image.overlay import find_in_layers, is_opaque, is_whiteout
 
 PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"  # as image/layer_apply.py writes it (not imported: tarfile is slow)
 RESOLVE_NO_SYMLINKS = 0x04  # openat2: no symlink anywhere in the path
 RESOLVE_BENEATH = 0x08  # openat2: never above the directory fd
 
@@ -58,17 +57,6 @@ class Entry:
         return self.st is not None and stat.S_ISDIR(self.st.st_mode)
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _opaque(fd: int) -> bool:
-    try:
-        return os.getxattr(fd, OVERLAY_OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
-
-
 def walk_upper(upper: str) -> Iterator[Entry]:
     """The entries of an overlay upper directory, depth first, names sorted; never following a symlink."""
     from dockyard.engine.fs_tar import raise_fd_limit
@@ -89,7 +77,7 @@ def walk_upper(upper: str) -> Iterator[Entry]:
             except FileNotFoundError:
                 continue
             path = prefix + name
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 yield Entry(path, None, dir_fd, name)
                 continue
             if not stat.S_ISDIR(st.st_mode):
@@ -101,7 +89,7 @@ def walk_upper(upper: str) -> Iterator[Entry]:
                 continue  # replaced by a non-directory meanwhile
             children = sorted(os.listdir(sub))
             stack.append((sub, list(reversed(children)), path + "/"))
-            yield Entry(path, st, dir_fd, name, _opaque(sub), children)
+            yield Entry(path, st, dir_fd, name, is_opaque(sub), children)
     finally:
         for frame in stack:
             os.close(frame[0])
@@ -118,36 +106,8 @@ class Lowers:
             os.close(fd)
 
     def lookup(self, path: str) -> os.stat_result | None:
-        parts = path.split("/")
-        for layer in self.fds:
-            fd = os.dup(layer)
-            try:
-                hidden_below = False
-                for part in parts[:-1]:
-                    try:
-                        child = os.open(part, DIR_FLAGS, dir_fd=fd)
-                    except FileNotFoundError:
-                        break
-                    except OSError as e:
-                        if e.errno in (errno.ENOTDIR, errno.ELOOP):
-                            return None  # a file, link or whiteout here hides anything deeper
-                        raise
-                    os.close(fd)
-                    fd = child
-                    hidden_below = hidden_below or _opaque(fd)
-                else:
-                    try:
-                        st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        if hidden_below:
-                            return None
-                        continue
-                    return None if _is_whiteout(st) else st
-                if hidden_below:
-                    return None
-            finally:
-                os.close(fd)
-        return None
+        found = find_in_layers(self.fds, path.split("/"))
+        return found[0] if found else None
 
 
 def is_init_placeholder(entry: Entry, lower: os.stat_result | None) -> bool:

@@ -29,6 +29,7 @@ from typing import BinaryIO
 
 from dockyard.errors import UnsafeLayer
 from dockyard.fsutil import DIR_FLAGS, empty_dir, remove_entry
+from dockyard.image.overlay import OVERLAY_OPAQUE_XATTR, find_in_layers
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -36,7 +37,6 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 AUFS_META_PREFIX = ".wh..wh."
 MAX_ID = 2**32 - 2
 COPY_CHUNK = 1 << 20
-OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 FORBIDDEN_XATTR_PREFIXES = ("trusted.overlay.",)
 
 
@@ -164,37 +164,9 @@ class _Applier:
         self._parent_cache = (dir_parts, fd)
         return fd
 
-    def _lower_lookup(self, parts: tuple[str, ...]) -> tuple[os.stat_result, int] | None:
-        """(stat, lower fd) of `parts` in the topmost lower layer that has it (whiteouts hide); links not followed."""
-        for lower_fd in self.lower_fds:
-            fd = os.dup(lower_fd)
-            try:
-                for part in parts[:-1]:
-                    try:
-                        child = os.open(part, DIR_FLAGS, dir_fd=fd)
-                    except FileNotFoundError:
-                        break
-                    except OSError as e:
-                        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                            return None  # shadowed by a non-directory in this lower: nothing deeper exists
-                        raise
-                    os.close(fd)
-                    fd = child
-                else:
-                    try:
-                        st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue
-                    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                        return None  # an overlay whiteout: deleted at this level
-                    return st, lower_fd
-            finally:
-                os.close(fd)
-        return None
-
     def _make_implicit_dir(self, parent_fd: int, parts: tuple[str, ...]) -> None:
         """Create a directory the tar did not list; copy its metadata from the lower layer that has it."""
-        found = self._lower_lookup(parts) if self.lower_fds else None
+        found = find_in_layers(self.lower_fds, parts) if self.lower_fds else None
         lower = found[0] if found else None
         if lower is not None and not stat.S_ISDIR(lower.st_mode):
             kind = "a symlink" if stat.S_ISLNK(lower.st_mode) else "not a directory"
@@ -333,7 +305,7 @@ class _Applier:
 
     def _copy_up(self, parts: tuple[str, ...], parent: int) -> bool:
         """Bring a file of a lower layer into this one, so a hard link in this layer can point at it."""
-        found = self._lower_lookup(parts)
+        found = find_in_layers(self.lower_fds, parts)
         if found is None:
             return False
         st, lower_fd = found

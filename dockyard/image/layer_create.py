@@ -18,7 +18,8 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
-from dockyard.image.layer_apply import OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX
+from dockyard.image.layer_apply import OPAQUE_WHITEOUT, WHITEOUT_PREFIX
+from dockyard.image.overlay import OVERLAY_OPAQUE_XATTR, is_whiteout
 
 COPY_BUFFER = 1 << 20
 
@@ -51,10 +52,6 @@ def _xattrs(path: str) -> dict[str, str]:
     return result
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
 def _is_opaque(path: str) -> bool:
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
@@ -79,7 +76,7 @@ def upper_changes(upper: str) -> Iterator[Change]:
             full = os.path.join(directory, name)
             child_rel = rel + name
             st = os.lstat(full)
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 pending.append(("emit", Change(child_rel, None), ""))
             elif stat.S_ISDIR(st.st_mode):
                 pending.append(("emit", Change(child_rel, full, opaque=_is_opaque(full)), ""))

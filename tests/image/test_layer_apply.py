@@ -146,6 +146,24 @@ def test_overlay_whiteouts(tmp_path, target):
     assert stat.S_IMODE(os.lstat(target / "etc").st_mode) == 0o711
 
 
+def test_an_opaque_directory_hides_what_lower_layers_hold_under_it(tmp_path, target):
+    """A parent the tar did not list is looked up as the merged tree shows it: under an opaque directory of a
+    higher layer, a deeper layer's entry does not count (here a file that would make the path unusable)."""
+    bottom, middle = tmp_path / "bottom", tmp_path / "middle"
+    (bottom / "a").mkdir(parents=True)
+    (bottom / "a" / "b").write_text("hidden by the opaque a/ above")
+    (middle / "a").mkdir(parents=True)
+    os.setxattr(middle / "a", "trusted.overlay.opaque", b"y")
+    apply(LayerTar().file("a/b/c", b"c").bytes(), target, ApplyOptions(lowers=[str(middle), str(bottom)]))
+    assert (target / "a" / "b" / "c").read_bytes() == b"c"
+    # without the opaque directory, the file below is what the path meets: refused, as before
+    os.removexattr(middle / "a", "trusted.overlay.opaque")
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(UnsafeLayer):
+        apply(LayerTar().file("a/b/c", b"c").bytes(), other, ApplyOptions(lowers=[str(middle), str(bottom)]))
+
+
 def test_overlay_whiteouts_mount_correctly(tmp_path, target):
     from dockyard import linux
 
