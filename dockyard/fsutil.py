@@ -126,3 +126,25 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, path)
+
+
+class WrittenIntoPlace:
+    """`with WrittenIntoPlace(path) as f:` writes a temporary file beside `path`, renamed onto it when the
+    block ends well and removed when it does not: a failed write never leaves a half-written `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = os.path.abspath(path)
+        self.tmp = f"{self.path}.dockyard-tmp-{os.getpid()}"
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 - closed in __exit__
+        return self.file
+
+    def __exit__(self, kind, value, traceback) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.file.close()
+            if kind is None:
+                os.rename(self.tmp, self.path)
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)

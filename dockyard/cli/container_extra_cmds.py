@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -80,17 +79,10 @@ def export(args, ctx) -> int:
         export_fs(ctx.engine, record, sys.stdout.buffer)
         sys.stdout.buffer.flush()
         return 0
-    # Into a temporary file renamed at the end: a failed export leaves no half-written tar behind.
-    target = os.path.abspath(args.output)
-    tmp = f"{target}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as out:
-            export_fs(ctx.engine, record, out)
-        os.rename(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from dockyard.fsutil import WrittenIntoPlace
+
+    with WrittenIntoPlace(args.output) as out:  # a failed export leaves no half-written tar behind
+        export_fs(ctx.engine, record, out)
     return 0
 
 

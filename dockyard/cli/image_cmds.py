@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 TYPE_CHECKING = False
@@ -293,16 +292,10 @@ def save(args, ctx) -> int:
         return 0
     for name in args.images:  # fail before creating the file
         service.resolve(name)
-    target = os.path.abspath(args.output)
-    tmp = f"{target}.dockyard-tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as out:
-            save_images(service, args.images, out)
-        os.rename(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from dockyard.fsutil import WrittenIntoPlace
+
+    with WrittenIntoPlace(args.output) as out:  # a failed save leaves no half-written archive behind
+        save_images(service, args.images, out)
     return 0
 
 
