@@ -226,6 +226,20 @@ def write_oci_layout(layout: Path, tag: str, layers: list[bytes], docker_types: 
     return OciImage(layout, tag, manifest, config, layers)
 
 
+def write_oci_index(layout: Path, platforms: list[tuple[OciImage, dict]], tag: str = "multi") -> str:
+    """Make `layout` (holding the images' blobs) name an image index of (image, its platform) as `tag`;
+    returns the index's digest."""
+    entries = [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image.digest,
+                "size": len(image.manifest), "platform": platform} for image, platform in platforms]
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": entries}).encode()
+    (layout / "blobs" / "sha256" / sha256(index)[7:]).write_bytes(index)
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index),
+         "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
+    return sha256(index)
+
+
 @pytest.fixture
 def busybox_image(tmp_path: Path) -> OciImage:
     return write_oci_layout(tmp_path / "busybox-oci", "latest", [busybox_layer()])

@@ -22,6 +22,7 @@ from conftest import (
     skopeo,
     start_distribution,
     start_dockyard_registry,
+    write_oci_index,
     write_oci_layout,
 )
 from test_server_auth import write_htpasswd
@@ -122,20 +123,13 @@ def test_pull_platform_from_index(dockyard: Dockyard, registry: Server, tmp_path
     for arch in ("amd64", "arm64"):
         images[arch] = write_oci_layout(layout, arch, [layer_from_bytes("arch", arch.encode())],
                                         config_extra={"architecture": arch})
-    entries = [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.digest,
-                "size": len(img.manifest), "platform": {"os": "linux", "architecture": arch,
-                                                        **({"variant": "v8"} if arch == "arm64" else {})}}
-               for arch, img in images.items()]
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": entries}).encode()
-    (layout / "blobs" / "sha256" / sha256(index)[7:]).write_bytes(index)
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index),
-         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    platforms = [(img, {"os": "linux", "architecture": arch, **({"variant": "v8"} if arch == "arm64" else {})})
+                 for arch, img in images.items()]
+    index_digest = write_oci_index(layout, platforms)
     name = f"{registry.host}/multi/arch:latest"
     skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi", f"docker://{name}")
     out = dockyard.run("pull", "--platform", "linux/arm64", name).stdout
-    assert f"Digest: {sha256(index)}" in out  # the index digest, as docker reports it
+    assert f"Digest: {index_digest}" in out  # the index digest, as docker reports it
     assert dockyard.image_id(name) == sha256(images["arm64"].config)
     dockyard.run("pull", "--platform", "linux/amd64", name)
     assert dockyard.image_id(name) == sha256(images["amd64"].config)
@@ -215,15 +209,7 @@ def test_pull_docker_schema2_and_manifest_list(dockyard: Dockyard, registry: Ser
     for arch in ("amd64", "arm64"):
         images[arch] = write_oci_layout(layout, arch, [layer_from_bytes("arch", arch.encode())],
                                         config_extra={"architecture": arch})
-    entries = [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.digest,
-                "size": len(img.manifest), "platform": {"os": "linux", "architecture": arch}}
-               for arch, img in images.items()]
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": entries}).encode()
-    (layout / "blobs" / "sha256" / sha256(index)[7:]).write_bytes(index)
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index),
-         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    write_oci_index(layout, [(img, {"os": "linux", "architecture": arch}) for arch, img in images.items()])
     name = f"{registry.host}/docker/list:latest"
     skopeo("copy", "--all", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{layout}:multi", f"docker://{name}")
     r = requests.head(f"{registry.url}/v2/docker/list/manifests/latest", headers={"Accept": "*/*"})

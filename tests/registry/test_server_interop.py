@@ -21,6 +21,7 @@ from conftest import (
     sha256,
     skopeo,
     start_dockyard_registry,
+    write_oci_index,
     write_oci_layout,
 )
 
@@ -67,20 +68,13 @@ def test_skopeo_multi_arch_index(registry: Server, tmp_path: Path) -> None:
     shutil.copytree(amd.layout, layout)
     for blob in (arm.layout / "blobs" / "sha256").iterdir():
         shutil.copy(blob, layout / "blobs" / "sha256" / blob.name)
-    entries = [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": img.digest,
-                "size": len(img.manifest), "platform": {"os": "linux", "architecture": arch}}
-               for img, arch in ((amd, "amd64"), (arm, "arm64"))]
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": entries}).encode()
-    (layout / "blobs" / "sha256" / sha256(index)[7:]).write_bytes(index)
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": sha256(index), "size": len(index),
-         "annotations": {"org.opencontainers.image.ref.name": "multi"}}]}))
+    index_digest = write_oci_index(layout, [(amd, {"os": "linux", "architecture": "amd64"}),
+                                            (arm, {"os": "linux", "architecture": "arm64"})])
     dest = f"docker://{registry.host}/multi/arch:latest"
     skopeo("copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi", dest)
     back = tmp_path / "back"
     skopeo("copy", "--all", "--src-tls-verify=false", dest, f"oci:{back}:m")
-    assert oci_manifest_digest(back, "m") == sha256(index)
+    assert oci_manifest_digest(back, "m") == index_digest
     raw = json.loads(skopeo("inspect", "--raw", "--tls-verify=false", dest).stdout)
     assert [m["platform"]["architecture"] for m in raw["manifests"]] == ["amd64", "arm64"]
 
