@@ -88,6 +88,48 @@ def set_child_subreaper() -> None:
     _check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+SYNC_FILE_RANGE_WRITE = 2
+WRITEBACK_STEP = 8 << 20
+
+
+class EarlyWriteback:
+    """Has the kernel start writing a growing file to disk every WRITEBACK_STEP bytes (sync_file_range(2)
+    with SYNC_FILE_RANGE_WRITE: it starts the writes and does not wait for them).
+
+    A blob is fsynced before it becomes visible. Left to the end, that fsync waits for the whole file: 25 ms for
+    a 52 MB layer here, on the critical path of a pull. Started along the way, the disk works while the data
+    still streams in, and the fsync waits for the last step only. (PostgreSQL's checkpointer does the same.)
+    """
+
+    def __init__(self, fd: int, start: int = 0) -> None:
+        self.fd = fd
+        self.started = start  # bytes [0, started) have had their writeback started (or are not ours to start)
+
+    def due(self, end: int) -> bool:
+        return end - self.started >= WRITEBACK_STEP
+
+    def wrote(self, end: int) -> None:
+        """The file now has `end` bytes, all of them in the kernel's hands (none in a user-space buffer)."""
+        if self.due(end):
+            _sync_file_range(self.fd, self.started, end - self.started, SYNC_FILE_RANGE_WRITE)
+            self.started = end
+
+
+def _sync_file_range(fd: int, offset: int, length: int, flags: int) -> int:
+    """0, or -1 with errno set. Only a hint where it is used: the fsync that follows is what counts."""
+    return _sync_file_range_function()(fd, offset, length, flags)
+
+
+@lru_cache(maxsize=None)
+def _sync_file_range_function():  # type: ignore[no-untyped-def]
+    import ctypes
+
+    function = libc().sync_file_range
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
 def is_mountpoint(path: str) -> bool:
     try:
         return os.path.ismount(path)

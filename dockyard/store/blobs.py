@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 from dockyard.errors import CorruptContent, NotFound
 from dockyard.image.reference import validate_digest
+from dockyard.linux import EarlyWriteback
 
 CHUNK = 1 << 20
 
@@ -52,6 +53,7 @@ class BlobWriter:
         self.size = 0
         self.tmp_path = store.ingest_dir / f"{os.getpid()}-{os.urandom(8).hex()}"
         self._file: BinaryIO | None = open(self.tmp_path, "xb")
+        self._writeback = EarlyWriteback(self._file.fileno())  # so that commit's fsync waits for little
         self.digest: str | None = None
 
     def write(self, data: bytes | memoryview) -> int:
@@ -62,7 +64,11 @@ class BlobWriter:
             raise CorruptContent(
                 f"blob {self.expected_digest or ''} is larger than its declared size {self.expected_size}"
             )
-        return self._file.write(data)
+        written = self._file.write(data)
+        if self._writeback.due(self.size):
+            self._file.flush()
+            self._writeback.wrote(self.size)
+        return written
 
     def tell(self) -> int:
         """Bytes written so far (lets tarfile and others write straight into a blob)."""
@@ -99,6 +105,7 @@ class BlobWriter:
                 raise CorruptContent(f"unexpected end of data: {size - done} bytes missing")
             done += n
         self._file.seek(start + size)
+        self._writeback.wrote(start + size)  # on its way to disk while it is hashed below
         with open(self.tmp_path, "rb") as copied:
             copied.seek(start)
             remaining = size

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.fsutil import remove_tree
+from dockyard.linux import EarlyWriteback
 from dockyard.registry.server.errors import RegistryError
 
 READ_CHUNK = 1 << 20
@@ -34,6 +35,7 @@ class Upload:
         # One request at a time may append: chunks must arrive in order.
         self.lock = asyncio.Lock()
         self._fd: int | None = None
+        self._writeback: EarlyWriteback | None = None  # so that the fsync at the end waits for little
         self._saved: tuple[int, Any] | None = None
 
     # --- appending a chunk ---------------------------------------------------------------------------------------
@@ -41,6 +43,7 @@ class Upload:
     def begin_chunk(self) -> None:
         self._saved = (self.offset, self.hasher.copy())
         self._fd = os.open(self.data_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._writeback = EarlyWriteback(self._fd, self.offset)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert self._fd is not None
@@ -50,6 +53,8 @@ class Upload:
             view = view[n:]
         self.hasher.update(data)
         self.offset += len(data)
+        assert self._writeback is not None
+        self._writeback.wrote(self.offset)
 
     def end_chunk(self, ok: bool) -> None:
         """Close the chunk; a failed one is cut off so file, hash and offset agree again."""
