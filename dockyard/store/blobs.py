@@ -70,6 +70,11 @@ class BlobWriter:
             self._writeback.wrote(self.size)
         return written
 
+    def flush(self) -> None:
+        """(For writers layered on this one that flush what they write into, as compressors do.)"""
+        assert self._file is not None
+        self._file.flush()
+
     def tell(self) -> int:
         """Bytes written so far (lets tarfile and others write straight into a blob)."""
         return self.size

@@ -131,8 +131,12 @@ class ImageStore:
             (record.id, record.manifest_digest, record.chain_id, record.size, record.created, record.parent,
              record.added, record.last_tag_time),
         )
+        self.hold_blobs(conn, record.id, blobs)
+
+    def hold_blobs(self, conn: sqlite3.Connection, image_id: str, blobs: list[str]) -> None:
+        """The image keeps these blobs from garbage collection for as long as it exists."""
         conn.executemany("INSERT OR IGNORE INTO image_blobs (image_id, digest) VALUES (?, ?)",
-                         [(record.id, d) for d in blobs])
+                         [(image_id, d) for d in blobs])
 
     def set_tag(self, conn: sqlite3.Connection, ref: reference.Reference, image_id: str) -> str | None:
         """Point a tag at an image; return the image it pointed at before, if another."""

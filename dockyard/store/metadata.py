@@ -109,6 +109,12 @@ CREATE TABLE networks (
     created  REAL NOT NULL,
     data     TEXT NOT NULL                 -- JSON: Driver, IPAM, Options, Labels... as `inspect` shows them
 );
+""", """
+CREATE TABLE layer_gzips (                 -- gzip blobs made from uncompressed layer blobs, to push them
+    digest TEXT PRIMARY KEY,               -- the uncompressed layer blob
+    gzip   TEXT NOT NULL,                  -- its gzip blob (kept by the image_blobs of the images pushed)
+    size   INTEGER NOT NULL
+);
 """]
 SCHEMA_VERSION = len(MIGRATIONS)
 

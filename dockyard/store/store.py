@@ -142,6 +142,7 @@ class Store:
                     "UNION SELECT key FROM snapshots WHERE kind = 'active' AND key LIKE 'container/%' "
                     "UNION SELECT chain_id FROM build_cache WHERE chain_id IS NOT NULL")}
                 rows = conn.execute("SELECT id, key, parent FROM snapshots").fetchall()
+            removed = []
             for digest in present:
                 if digest not in live_blobs:
                     path = self.blobs.path(digest)
@@ -150,7 +151,11 @@ class Store:
                     except FileNotFoundError:
                         continue
                     self.blobs.delete(digest)
+                    removed.append((digest, digest))
                     report.blobs += 1
+            if removed:  # a gzip blob made for a push (see registry/client/gzip_layers.py) goes with either blob
+                with self.db.write() as conn:
+                    conn.executemany("DELETE FROM layer_gzips WHERE digest = ? OR gzip = ?", removed)
             for pid, path in ingest:
                 if pid not in live_pids or pid == 0:
                     path.unlink(missing_ok=True)

@@ -1,9 +1,9 @@
 """`push`: an image's layers, config and manifest from the store to a registry.
 
-Blobs go as they are stored (compressed or not), so the pushed manifest is byte for byte the local one and
-its digest is the image's repo digest. Each blob is skipped when the repository has it, mounted from
-another repository of the same registry that a local image came from (or went to), or uploaded; several
-at a time.
+Compressed layers go as they are stored; uncompressed ones (made here) go gzipped, through a manifest that
+names the gzip blobs instead (see gzip_layers.py): its digest becomes the image's repo digest. Each blob is
+skipped when the repository has it, mounted from another repository of the same registry that a local
+image came from (or went to), or uploaded; several at a time.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image import reference
 from dockyard.image.model import Descriptor
 from dockyard.image.reference import Reference
+from dockyard.registry.client.gzip_layers import manifest_to_push
 from dockyard.registry.client.parallel import run_all
 from dockyard.registry.client.progress import LockedProgress, Progress
 from dockyard.registry.client.session import ClientOptions, ClientSession
 from dockyard.registry.client.transport import RegistryClient
+from dockyard.store.store import Lease
 
 STATUS_TEXT = {"exists": "Layer already exists", "pushed": "Pushed"}
 
@@ -53,9 +55,10 @@ def push(service: ImageService, name: str, options: PushOptions, progress: Progr
     images = [service.resolve(str(r)) for r in refs]  # fail before sending anything when one is missing
     progress = LockedProgress(progress)
     progress.message(f"The push refers to repository [{ref.repository}]")
-    with ClientSession(options.client) as session:
+    # The lease claims the gzip blobs a push makes until their image holds them.
+    with ClientSession(options.client) as session, service.store.lease() as lease:
         client = session.registry(ref.domain)
-        return [_push_one(service, client, one, image.id, session.options, progress)
+        return [_push_one(service, client, one, image.id, session.options, progress, lease)
                 for one, image in zip(refs, images)]
 
 
@@ -87,16 +90,17 @@ def _mount_sources(service: ImageService, ref: Reference, digest: str) -> list[s
 
 
 def _push_one(service: ImageService, client: RegistryClient, ref: Reference, image_id: str,
-              options: ClientOptions, progress: Progress) -> PushResult:
+              options: ClientOptions, progress: Progress, lease: Lease) -> PushResult:
     image = service.records.get(image_id)
-    manifest = service.manifest_of(image)
     config = service.config_of(image)
+    manifest = service.manifest_of(image)
     diff_ids = config.diff_ids
     blobs = service.store.blobs
     layer_ids = [d.split(":", 1)[-1][:12] for d in diff_ids] if len(diff_ids) == len(manifest.layers) else \
         [layer.digest.split(":", 1)[-1][:12] for layer in manifest.layers]
     for layer_id in layer_ids:
         progress.layer(layer_id, "Preparing")
+    manifest = manifest_to_push(service, lease, image.id, manifest)
     # Everything the database knows is looked up here, on this thread: the transfer threads only do I/O.
     plan: list[tuple[Descriptor, str | None, list[str]]] = []
     for blob, layer_id in [*zip(manifest.layers, layer_ids), (manifest.config, None)]:
