@@ -220,6 +220,8 @@ class ArgumentParser:
             lines.append("")
         lines.append("Options:")
         for option in self.options:
+            if option.help == SUPPRESS:  # accepted for Docker's sake, not worth listing
+                continue
             flags = ", ".join(option.flags)
             if option.takes_value:
                 flags += " " + (option.metavar or ("list" if option.action == "append" else "string"))

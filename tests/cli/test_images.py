@@ -150,6 +150,7 @@ def test_help_on_every_command(words):
     result = subprocess.run([sys.executable, "-m", "dockyard", *words, "--help"], capture_output=True)
     assert result.returncode == 0, result.stderr
     assert f"usage: dockyard {' '.join(words)}".encode() in result.stdout
+    assert b"SUPPRESS" not in result.stdout  # (a hidden flag such as pull's --disable-content-trust)
 
 
 def test_top_level_help_and_version():
