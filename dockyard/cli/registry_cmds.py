@@ -5,19 +5,19 @@ aiohttp is imported inside the commands (through dockyard.registry.client), neve
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+from dockyard.cli.flags import SUPPRESS, ArgumentParser, Namespace
 from dockyard.errors import InvalidArgument
 
 
-def _insecure_flag(p: argparse.ArgumentParser) -> None:
+def _insecure_flag(p: ArgumentParser) -> None:
     p.add_argument("--insecure-registry", action="append", default=[], metavar="REGISTRY",
                    help="Allow plain HTTP (and unverified HTTPS) to this registry (also "
                         "DOCKYARD_INSECURE_REGISTRIES); 127.0.0.0/8 and localhost always are")
 
 
-def _client_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _client_options(args: Namespace):  # type: ignore[no-untyped-def]
     from dockyard.registry.client.session import ClientOptions
 
     return ClientOptions(insecure_registries=list(args.insecure_registry))
@@ -25,16 +25,16 @@ def _client_options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 # --- pull ---------------------------------------------------------------------------------------------------------
 
-def pull_parser(p: argparse.ArgumentParser) -> None:
+def pull_parser(p: ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
     p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable (os/arch[/variant])")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument("--disable-content-trust", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--disable-content-trust", action="store_true", help=SUPPRESS)
     _insecure_flag(p)
 
 
-def pull(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
+def pull(args: Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     from dockyard.registry.client.progress import for_terminal
     from dockyard.registry.client.pull import PullOptions, pull_image
 
@@ -56,15 +56,15 @@ def pull(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
 
 # --- push ---------------------------------------------------------------------------------------------------------
 
-def push_parser(p: argparse.ArgumentParser) -> None:
+def push_parser(p: ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME[:TAG]")
     p.add_argument("-a", "--all-tags", action="store_true", help="Push all tags of an image to the repository")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument("--disable-content-trust", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--disable-content-trust", action="store_true", help=SUPPRESS)
     _insecure_flag(p)
 
 
-def push(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
+def push(args: Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     from dockyard.registry.client.progress import for_terminal
     from dockyard.registry.client.push import PushOptions, push_image
 
@@ -82,7 +82,7 @@ def push(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
 
 # --- login / logout -----------------------------------------------------------------------------------------------
 
-def login_parser(p: argparse.ArgumentParser) -> None:
+def login_parser(p: ArgumentParser) -> None:
     p.add_argument("server", nargs="?", metavar="SERVER")
     p.add_argument("-u", "--username", help="Username")
     p.add_argument("-p", "--password", help="Password")
@@ -90,7 +90,7 @@ def login_parser(p: argparse.ArgumentParser) -> None:
     _insecure_flag(p)
 
 
-def _read_credentials(args: argparse.Namespace, ctx):  # type: ignore[no-untyped-def]
+def _read_credentials(args: Namespace, ctx):  # type: ignore[no-untyped-def]
     from dockyard.registry.client.credentials import Credentials
 
     if args.password_stdin:
@@ -122,7 +122,7 @@ def _read_credentials(args: argparse.Namespace, ctx):  # type: ignore[no-untyped
     return Credentials(username, password)
 
 
-def login(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
+def login(args: Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     from dockyard.registry.client.login import login as do_login
 
     credentials = _read_credentials(args, ctx)
@@ -131,11 +131,11 @@ def login(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def logout_parser(p: argparse.ArgumentParser) -> None:
+def logout_parser(p: ArgumentParser) -> None:
     p.add_argument("server", nargs="?", metavar="SERVER")
 
 
-def logout(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
+def logout(args: Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     from dockyard.registry.client.hosts import credential_key
     from dockyard.registry.client.login import logout as do_logout
 
@@ -149,25 +149,25 @@ def logout(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def
 
 # --- registry serve / gc ------------------------------------------------------------------------------------------
 
-def registry_serve_parser(p: argparse.ArgumentParser) -> None:
+def registry_serve_parser(p: ArgumentParser) -> None:
     from dockyard.registry.server.cli import add_serve_arguments
 
     add_serve_arguments(p)
 
 
-def registry_serve(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
+def registry_serve(args: Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     from dockyard.registry.server.cli import run_serve
 
     return run_serve(args)
 
 
-def registry_gc_parser(p: argparse.ArgumentParser) -> None:
+def registry_gc_parser(p: ArgumentParser) -> None:
     from dockyard.registry.server.cli import add_gc_arguments
 
     add_gc_arguments(p)
 
 
-def registry_gc(args: argparse.Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
+def registry_gc(args: Namespace, ctx) -> int:  # type: ignore[no-untyped-def]
     from dockyard.registry.server.cli import run_gc
 
     return run_gc(args)
