@@ -183,6 +183,56 @@ def test_run_all_raises_the_first_failure_and_cancels_the_rest() -> None:
     assert cancelled.is_set()
 
 
+def test_run_all_runs_at_most_workers_tasks_at_once() -> None:
+    import threading
+    import time
+
+    from dockyard.registry.client.parallel import run_all
+
+    lock = threading.Lock()
+    running, most, ran = 0, 0, []
+
+    def task(cancel: threading.Event) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+            ran.append(threading.current_thread().name)
+
+    ticks: list[int] = []
+    run_all([task] * 8, 3, lambda: ticks.append(len(ran)))
+    assert len(ran) == 8 and most == 3 and len(set(ran)) == 3
+    assert ticks[-1] == 8  # the last tick comes after every task has ended
+    run_all([], 3, lambda: ticks.append(-1))
+    assert ticks[-1] == -1  # no tasks: one tick all the same
+
+
+def test_run_all_on_ctrl_c_cancels_the_tasks_and_waits_for_them() -> None:
+    import threading
+
+    import pytest
+
+    from dockyard.registry.client.parallel import run_all
+
+    started, ended = threading.Event(), threading.Event()
+
+    def task(cancel: threading.Event) -> None:
+        started.set()
+        if cancel.wait(5):
+            ended.set()
+
+    def tick() -> None:
+        if started.is_set():
+            raise KeyboardInterrupt  # as the signal handler raises it, on the calling thread
+
+    with pytest.raises(KeyboardInterrupt):
+        run_all([task], 2, tick)
+    assert ended.is_set()
+
+
 def test_spill_then_pipe_reads_the_spill_first(tmp_path: Path) -> None:
     import tempfile
 
