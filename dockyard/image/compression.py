@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from typing import BinaryIO
 
 from dockyard.errors import CorruptContent
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 READ_SIZE = 1 << 20
 

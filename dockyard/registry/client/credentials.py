@@ -17,10 +17,13 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.registry.client.hosts import credential_key, normalize_server
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

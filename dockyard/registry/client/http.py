@@ -16,10 +16,13 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterable
-from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 from dockyard.errors import HostError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 BLOCK = 1 << 20
 CONNECT_TIMEOUT = 30.0

@@ -11,9 +11,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Any, Callable, TextIO
 
 from dockyard.cli.output import human_size
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, TextIO
 
 
 class Progress:

@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin
 
 from dockyard.errors import CorruptContent, DockyardError, HostError, NotFound, Unauthorized
@@ -24,6 +23,10 @@ from dockyard.registry.client.credentials import Credentials
 from dockyard.registry.client.hosts import api_host
 from dockyard.registry.client.http import BLOCK, HttpClient, Response, TransportError
 from dockyard.store.blobs import BlobWriter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 MAX_MANIFEST_BYTES = 4 << 20

@@ -23,7 +23,6 @@ import fcntl
 import os
 import tempfile
 import threading
-from typing import BinaryIO
 
 from dockyard.engine.images import ImageService
 from dockyard.errors import CorruptContent
@@ -31,6 +30,10 @@ from dockyard.image.compression import PrefixedStream
 from dockyard.image.model import Descriptor, ImageConfig, Manifest, chain_ids
 from dockyard.store.snapshots import new_key
 from dockyard.store.store import Lease
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20
