@@ -20,11 +20,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any, BinaryIO
 
 from dockyard.engine.images import ImageService
 from dockyard.image.model import DOCKER_LAYER, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, Descriptor, Manifest
 from dockyard.store.store import Lease
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 GZIP_TYPE_OF = {OCI_LAYER: OCI_LAYER_GZIP, DOCKER_LAYER: DOCKER_LAYER_GZIP}
 LEVEL = 1  # isal's levels go 0-3; 1 compresses text about as well as 2 and 3, and faster
