@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 import threading
 
 from dockyard.engine.images import ImageService
@@ -76,6 +75,8 @@ class StreamingUnpack:
 
     def __init__(self, service: ImageService, lease: Lease, layer: Descriptor, diff_id: str, chain_id: str,
                  wake: threading.Event) -> None:
+        import tempfile  # here, not at the top: a pull with nothing to download never needs it (~1.5 ms)
+
         self.service, self.lease, self.layer, self.diff_id, self.chain_id = service, lease, layer, diff_id, chain_id
         self.wake = wake  # set when the pull's thread has something to do: the extraction ended
         self.key = new_key("extract")
