@@ -1,6 +1,7 @@
 """Registry commands: pull, push, login, logout, and `registry serve|gc` (our own registry server).
 
-aiohttp is imported inside the commands (through dockyard.registry.client), never at start-up.
+The registry client is imported inside the commands, so `--help` and the other commands never pay for it;
+tests/cli/test_startup_imports.py keeps what the commands import before their first request in check.
 """
 
 from __future__ import annotations
