@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 
 from dockyard.engine.images import ImageService
 from dockyard.image.model import DOCKER_LAYER, DOCKER_LAYER_GZIP, OCI_LAYER, OCI_LAYER_GZIP, Descriptor, Manifest
@@ -34,49 +33,44 @@ LEVEL = 1  # isal's levels go 0-3; 1 compresses text about as well as 2 and 3, a
 BLOCK = 1 << 20
 
 
-def manifest_to_push(service: ImageService, lease: Lease, image_id: str, manifest: Manifest,
-                     on_layer: Callable[[int], None] | None = None) -> Manifest:
+def manifest_to_push(service: ImageService, lease: Lease, image_id: str, manifest: Manifest) -> Manifest:
     """`manifest` with its uncompressed layers replaced by gzip blobs (made now if the store has none yet,
-    claimed by `lease` and recorded as held by the image). `on_layer(i)`: layer i is about to be compressed."""
+    claimed by `lease` and recorded as held by the image)."""
     layers = list(manifest.layers)
-    made: list[tuple[str, Descriptor]] = []
+    made: list[tuple[str, str, int]] = []  # (layer blob, its gzip blob, size of that)
     for i, layer in enumerate(layers):
         gzip_type = GZIP_TYPE_OF.get(layer.media_type)
         if gzip_type is None:
             continue
-        gzipped = _known_gzip(service, lease, layer)
-        if gzipped is None:
-            if on_layer is not None:
-                on_layer(i)
-            gzipped = _gzip(service, lease, layer)
-            made.append((layer.digest, gzipped))
-        layers[i] = Descriptor(gzip_type, gzipped.digest, gzipped.size, layer.annotations)
+        known = _known_gzip(service, lease, layer.digest)
+        if known is None:
+            known = _gzip(service, lease, layer.digest)
+            made.append((layer.digest, *known))
+        layers[i] = Descriptor(gzip_type, *known, layer.annotations)
     if layers == manifest.layers:
         return manifest
     with service.store.db.write() as conn:
-        conn.executemany("INSERT OR REPLACE INTO layer_gzips (digest, gzip, size) VALUES (?, ?, ?)",
-                         [(source, gz.digest, gz.size) for source, gz in made])
+        conn.executemany("INSERT OR REPLACE INTO layer_gzips (digest, gzip, size) VALUES (?, ?, ?)", made)
         service.records.hold_blobs(conn, image_id, [layer.digest for layer in layers])
     return _with_layers(manifest, layers)
 
 
-def _known_gzip(service: ImageService, lease: Lease, layer: Descriptor) -> Descriptor | None:
-    rows = service.store.db.query("SELECT gzip, size FROM layer_gzips WHERE digest = ?", (layer.digest,))
+def _known_gzip(service: ImageService, lease: Lease, layer_digest: str) -> tuple[str, int] | None:
+    """(digest, size) of the gzip blob made from this layer blob before, if the store still has it."""
+    rows = service.store.db.query("SELECT gzip, size FROM layer_gzips WHERE digest = ?", (layer_digest,))
     if not rows:
         return None
     digest, size = rows[0]
     lease.claim_blob(digest)  # before looking: a sweep running meanwhile keeps it either way
-    if not service.store.blobs.exists(digest):
-        return None
-    return Descriptor(OCI_LAYER_GZIP, digest, size)
+    return (digest, size) if service.store.blobs.exists(digest) else None
 
 
-def _gzip(service: ImageService, lease: Lease, layer: Descriptor) -> Descriptor:
+def _gzip(service: ImageService, lease: Lease, layer_digest: str) -> tuple[str, int]:
+    """Make the gzip blob of a layer blob; (digest, size)."""
     blobs = service.store.blobs
-    with blobs.writer(None, on_verified=lease.claim_blob) as writer, blobs.open(layer.digest) as source:
+    with blobs.writer(None, on_verified=lease.claim_blob) as writer, blobs.open(layer_digest) as source:
         gzip_stream(source, writer)
-        digest = writer.commit()
-        return Descriptor(OCI_LAYER_GZIP, digest, writer.size)
+        return writer.commit(), writer.size
 
 
 def gzip_stream(source: BinaryIO, target: Any, threads: int | None = None) -> None:

@@ -92,8 +92,8 @@ def _mount_sources(service: ImageService, ref: Reference, digest: str) -> list[s
 def _push_one(service: ImageService, client: RegistryClient, ref: Reference, image_id: str,
               options: ClientOptions, progress: Progress, lease: Lease) -> PushResult:
     image = service.records.get(image_id)
-    config = service.config_of(image)
     manifest = service.manifest_of(image)
+    config = service.config_of(image)
     diff_ids = config.diff_ids
     blobs = service.store.blobs
     layer_ids = [d.split(":", 1)[-1][:12] for d in diff_ids] if len(diff_ids) == len(manifest.layers) else \
