@@ -92,3 +92,13 @@ def test_gzip_bytes_do_not_depend_on_the_number_of_threads() -> None:
         assert gzip.decompress(out.getvalue()) == data
         outputs.add(out.getvalue())
     assert len(outputs) == 1
+
+
+def test_push_to_an_unreachable_registry_fails_before_gzipping(dockyard: Dockyard) -> None:
+    seed_busybox(dockyard, "127.0.0.1:1/gz/dead:1")
+    blobs = dockyard.root / "blobs" / "sha256"
+    before = set(p.name for p in blobs.iterdir())
+    proc = dockyard.run("push", "127.0.0.1:1/gz/dead:1", check=False)
+    assert proc.returncode != 0 and "127.0.0.1:1" in proc.stderr
+    assert set(p.name for p in blobs.iterdir()) == before
+    assert list((dockyard.root / "ingest").iterdir()) == []

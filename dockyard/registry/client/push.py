@@ -58,6 +58,7 @@ def push(service: ImageService, name: str, options: PushOptions, progress: Progr
     # The lease claims the gzip blobs a push makes until their image holds them.
     with ClientSession(options.client) as session, service.store.lease() as lease:
         client = session.registry(ref.domain)
+        client.ping()  # an unreachable registry fails the push before any layer is gzipped for it
         return [_push_one(service, client, one, image.id, session.options, progress, lease)
                 for one, image in zip(refs, images)]
 
