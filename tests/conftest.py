@@ -72,11 +72,16 @@ def stop_everything(cli: CLI) -> None:
 @pytest.fixture(scope="session")
 def busybox_archive(tmp_path_factory) -> Path:
     """busybox:latest saved once per session, so tests load it instead of bootstrapping each time."""
-    root = tmp_path_factory.mktemp("busybox-root")
+    return _bootstrapped_archive(tmp_path_factory, "busybox", "busybox:latest")
+
+
+def _bootstrapped_archive(tmp_path_factory, template: str, image: str, timeout: float = 300) -> Path:
+    """Make `image` from one of our templates in a store of its own and save it to an archive."""
+    root = tmp_path_factory.mktemp(f"{template}-root")
     cli = CLI(root)
-    cli("image", "bootstrap", "busybox")
-    archive = root.parent / "busybox.tar"
-    cli("save", "-o", str(archive), "busybox:latest")
+    cli("image", "bootstrap", template, timeout=timeout)
+    archive = root.parent / f"{template}.tar"
+    cli("save", "-o", str(archive), image)
     return archive
 
 
@@ -89,12 +94,7 @@ def busybox(dy: CLI, busybox_archive: Path) -> str:
 @pytest.fixture(scope="session")
 def debian_archive(tmp_path_factory) -> Path:
     """debian:bookworm from `image bootstrap debian` (debootstrap, a minute or so), made once per session."""
-    root = tmp_path_factory.mktemp("debian-root")
-    cli = CLI(root)
-    cli("image", "bootstrap", "debian", timeout=1800)
-    archive = root.parent / "debian.tar"
-    cli("save", "-o", str(archive), "debian:bookworm")
-    return archive
+    return _bootstrapped_archive(tmp_path_factory, "debian", "debian:bookworm", timeout=1800)
 
 
 @pytest.fixture
